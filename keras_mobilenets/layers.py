@@ -1,0 +1,34 @@
+"""Small serializable layers the papers need and Keras lacks as layers.
+
+hard-sigmoid and hard-swish are written as layers (not tensor arithmetic) so the graph has no TFOpLambda
+and tfmot can attach QuantizeConfigs to them. The same definitions are made once per Keras flavor.
+"""
+
+
+def define_activation_layers(keras_module, relu6, register):
+    """Return (HardSigmoid, HardSwish) subclassing `keras_module.layers.Layer`.
+
+    `relu6` is the flavor's elementwise ReLU6 and `register` its `register_keras_serializable`.
+    """
+
+    @register(package="keras_mobilenets")
+    class HardSigmoid(keras_module.layers.Layer):
+        """h-sigmoid(x) = ReLU6(x + 3) / 6 (MobileNetV3 paper, eq. 2)."""
+
+        def call(self, inputs):
+            return relu6(inputs + 3.0) * (1.0 / 6.0)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    @register(package="keras_mobilenets")
+    class HardSwish(keras_module.layers.Layer):
+        """h-swish(x) = x * ReLU6(x + 3) / 6 (MobileNetV3 paper, eq. 2)."""
+
+        def call(self, inputs):
+            return inputs * (relu6(inputs + 3.0) / 6.0)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    return HardSigmoid, HardSwish
