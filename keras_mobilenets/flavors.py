@@ -50,6 +50,11 @@ class Flavor:
         return self.keras.utils.get_source_inputs(tensor)
 
 
+def flavor_of(model):
+    """The `Flavor` a built model belongs to."""
+    return get_flavor("tf_keras" if type(model).__module__.startswith("tf_keras") else "keras")
+
+
 def _import(module_name, extra):
     try:
         return importlib.import_module(module_name)
