@@ -107,7 +107,7 @@ def inverted_residual(x, row, ctx):
 def conv_classifier(x, row, ctx):
     """MobileNetV1 top (keras.applications): the classifier is a 1x1 conv on the pooled features."""
     layers, options = ctx.layers, ctx.options
-    x = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
     x = layers.Dropout(options.dropout_rate, name="dropout")(x)
     x = layers.Conv2D(options.classes, 1, padding="same", name="conv_preds")(x)
     x = layers.Reshape((options.classes,), name="reshape_2")(x)
@@ -118,7 +118,7 @@ def conv_classifier(x, row, ctx):
 def dense_classifier(x, row, ctx):
     """MobileNetV2 top: pooled features into one Dense layer."""
     layers, options = ctx.layers, ctx.options
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if options.dropout_rate > 0:
         x = layers.Dropout(options.dropout_rate, name="dropout")(x)
     return layers.Dense(options.classes, activation=options.classifier_activation,
@@ -129,7 +129,7 @@ def dense_classifier(x, row, ctx):
 def head_classifier(x, row, ctx):
     """MobileNetV3 top: pool first, then the 1x1 `hidden` conv (bias, no BN), then the 1x1 logits."""
     layers, options = ctx.layers, ctx.options
-    x = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
     x = layers.Conv2D(ctx.channels(row.hidden, "grow_only"), 1, padding="same", use_bias=True,
                       name="conv_2")(x)
     x = ctx.activation(row.activation, "conv_2")(x)

@@ -1,0 +1,64 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_MOBILENETS_OFFLINE", "1")  # tests never download
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """The real photos scikit-learn and scikit-image ship, resized to 224x224, float32 in [0, 255]."""
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    images = list(load_sample_images().images) + [data.astronaut(), data.coffee(), data.chelsea()]
+    return np.stack([tf.image.resize(image, (224, 224)).numpy() for image in images]).astype("float32")
+
+
+def resize(photos, size):
+    return tf.image.resize(photos, (size, size)).numpy()
+
+
+def randomize_batchnorm(model, seed=0):
+    """Give every BatchNorm non-trivial statistics, so loading the wrong values shows in the outputs."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    return model
+
+
+def save_legacy_h5(model, path):
+    """Write weights in the legacy Keras .h5 layout of the official keras.applications files."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+    return path
+
+
+REFERENCE = {
+    "v1": keras.applications.MobileNet,
+    "v2": keras.applications.MobileNetV2,
+    "v3-large": keras.applications.MobileNetV3Large,
+    "v3-small": keras.applications.MobileNetV3Small,
+}
+
+
+def reference_model(arch, alpha, minimalistic=False, **kwargs):
+    """The keras.applications model the package must match, with random weights."""
+    if minimalistic:
+        kwargs["minimalistic"] = True
+    return REFERENCE[arch](alpha=alpha, weights=None, **kwargs)
+
+
+def reference_input(arch, pixels):
+    """keras.applications' own preprocessing: [-1, 1] for V1/V2, [0, 255] for V3."""
+    return pixels if arch.startswith("v3") else pixels / 127.5 - 1.0
