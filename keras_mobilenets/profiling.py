@@ -51,10 +51,6 @@ def layer_macs(layer):
     in_channels = layer.input.shape[-1]
     if kind == "Dense":
         return math.prod(out_shape[1:-1]) * in_channels * out_shape[-1]
-    if None in out_shape[1:3]:
-        raise ValueError(
-            "profile needs a fixed input size; build the model with e.g. input_shape=(224, 224, 3)"
-        )
     kh, kw = layer.kernel_size
     spatial = out_shape[1] * out_shape[2]
     if kind == "DepthwiseConv2D":
@@ -90,6 +86,11 @@ def profile(model, bytes_per_element=2):
     Peak memory follows the V2 paper (Section 5): the largest tensor that must exist between operators,
     at `bytes_per_element` bytes (16-bit by default); layers outside blocks count one by one.
     """
+    if any(None in tuple(t.shape[1:]) for t in model.inputs):
+        raise ValueError(
+            f"profile needs a fixed input size; model {model.name!r} has input shape "
+            f"{tuple(model.inputs[0].shape)}: build it with e.g. input_shape=(224, 224, 3)"
+        )
     records = _block_info(model)
     by_name = {layer.name: layer for layer in model.layers}
     hidden = _hidden_layers(records, by_name)

@@ -137,8 +137,9 @@ def resolve_imagenet(arch, alpha, input_shape, include_top):
     rows, cols = input_shape[0], input_shape[1]
     size, differs = nearest_size(arch.family, rows, cols)
     if differs:
+        given = "an open input size" if rows is None or cols is None else f"input size {rows}x{cols}"
         warnings.warn(
-            f"No ImageNet weights are published for input size {rows}x{cols}; loading the "
+            f"No ImageNet weights are published for {given}; loading the "
             f"{size}x{size} weights (published sizes: {PUBLISHED[arch.family][2]}).",
             UserWarning, stacklevel=3,
         )

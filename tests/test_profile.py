@@ -1,0 +1,56 @@
+"""The papers' numbers, reproduced from the code."""
+
+import pytest
+
+import keras_mobilenets as km
+from keras_mobilenets.cli import PAPER_MACS, PAPER_PEAK_BYTES, main
+
+
+@pytest.mark.parametrize("arch,alpha,size,minimal,paper,source", PAPER_MACS,
+                         ids=[f"{r[0]}-{r[1]}-{r[2]}{'-min' if r[3] else ''}" for r in PAPER_MACS])
+def test_macs_match_the_papers(arch, alpha, size, minimal, paper, source):
+    model = km.create_model(arch, alpha=alpha, minimalistic=minimal, input_shape=(size, size, 3))
+    report = km.profile(model)
+    assert abs(report.macs / 1e6 - paper) < 1.0, source  # the papers round or truncate to 1M
+    assert report.params == model.count_params()
+
+
+def test_v3_small_macs_to_a_tenth():
+    report = km.profile(km.create_model("v3-small", input_shape=(224, 224, 3)))
+    assert round(report.macs / 1e6, 1) == 56.5
+
+
+@pytest.mark.parametrize("arch,paper", PAPER_PEAK_BYTES)
+def test_peak_activation_memory_matches_v2_paper(arch, paper):
+    assert km.profile(km.create_model(arch, input_shape=(224, 224, 3))).peak_activation_bytes == paper
+
+
+def test_v1_params_are_the_papers_4_2_million():
+    model = km.create_model("v1", input_shape=(224, 224, 3))
+    kernels = sum(int(w.numpy().size) for w in model.weights if "kernel" in w.path)
+    assert kernels == 4_209_088
+
+
+def test_profile_blocks_add_up():
+    report = km.profile(km.create_model("v3-large", alpha=0.75, input_shape=(192, 192, 3)))
+    assert sum(b.params for b in report.blocks) == report.params
+    assert report.blocks[-1].kind == "classifier"
+    assert sum(b.kind == "inverted_residual" for b in report.blocks) == 15
+
+
+def test_profile_needs_a_fixed_input_size():
+    with pytest.raises(ValueError, match="input_shape"):
+        km.profile(km.create_model("v2", include_top=False))
+
+
+def test_cli_profile_prints_blocks_and_totals(capsys):
+    assert main(["profile", "--arch", "v2", "--alpha", "0.5", "--resolution", "160"]) == 0
+    out = capsys.readouterr().out
+    assert "block_16_project_BN" in out and "total params 1,987,224" in out
+    expected = km.profile(km.create_model("v2", alpha=0.5, input_shape=(160, 160, 3))).macs
+    assert f"MACs {expected:,}" in out
+
+
+def test_cli_reports_bad_arguments(capsys):
+    assert main(["profile", "--arch", "v2", "--alpha", "-1"]) == 2
+    assert "alpha=-1.0" in capsys.readouterr().err
