@@ -121,7 +121,7 @@ def build(arch, input_shape=(None, None, 3), input_tensor=None, name=None, flavo
     records = []
     index = arch.first_block_index
     for row, function in zip(rows, functions):
-        numbered = row.block != "conv_bn"
+        numbered = getattr(row, "numbered", True)
         ctx.block_index = index if numbered else None
         x = function(x, row, ctx)
         records.append(BlockInfo(ctx.block_index, row.block, flavor.layer_of(x).name, ctx.stride,

@@ -43,10 +43,6 @@ class Flavor:
         return history.operation if self.name == "keras" else history.layer
 
     def source_inputs(self, tensor):
-        if self.name == "keras":
-            from keras.src.ops import operation_utils
-
-            return operation_utils.get_source_inputs(tensor)
         return self.keras.utils.get_source_inputs(tensor)
 
 

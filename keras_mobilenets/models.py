@@ -17,13 +17,13 @@ _ARCH_NAMES = ("v1", "v2", "v3-large", "v3-small")
 def _architecture(arch, minimalistic):
     if isinstance(arch, Architecture):
         if minimalistic and not arch.minimalistic:
-            validation._fail("minimalistic", minimalistic,
+            validation.fail("minimalistic", minimalistic,
                              "False for a custom table (make it minimalistic with spec.minimalistic)")
         return arch
     validation.check_choice("arch", arch, _ARCH_NAMES)
     if minimalistic:
         if arch in ("v1", "v2"):
-            validation._fail("minimalistic", minimalistic,
+            validation.fail("minimalistic", minimalistic,
                              "False for MobileNetV1/V2 (only MobileNetV3 has minimalistic variants)")
         return ARCHITECTURES[f"{arch}-minimalistic"]
     return ARCHITECTURES[arch]
@@ -57,16 +57,15 @@ def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth
     depth_multiplier = validation.check_positive_int("depth_multiplier", depth_multiplier,
                                                      "a positive integer")
     if depth_multiplier != 1 and not any(isinstance(r, DepthwiseSeparable) for r in arch.rows):
-        validation._fail("depth_multiplier", depth_multiplier,
+        validation.fail("depth_multiplier", depth_multiplier,
                          "1 for architectures without depthwise-separable (MobileNetV1) blocks")
     weights = validation.check_weights(weights)
     validation.check_choice("pooling", pooling, validation.POOLING)
     validation.check_choice("output_stride", output_stride, validation.OUTPUT_STRIDES)
     classes = validation.check_top(include_top, weights, classes, classifier_activation)
     dropout_rate = validation.check_dropout(dropout_rate)
-    if input_tensor is not None and not flavor_obj.is_keras_tensor(input_tensor) \
-            and not hasattr(input_tensor, "shape"):
-        validation._fail("input_tensor", input_tensor, f"a {flavor} tensor (e.g. from keras.Input)")
+    if input_tensor is not None and not hasattr(input_tensor, "shape"):
+        validation.fail("input_tensor", input_tensor, f"a {flavor} tensor (e.g. from keras.Input)")
     input_shape = validation.check_input_shape(
         _input_shape(arch, input_shape, input_tensor, include_top, flavor_obj), weights)
     if include_preprocessing is None:
@@ -80,7 +79,7 @@ def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth
     )
     if weights == "imagenet":
         if depth_multiplier != 1:
-            validation._fail("depth_multiplier", depth_multiplier, '1 with weights="imagenet"')
+            validation.fail("depth_multiplier", depth_multiplier, '1 with weights="imagenet"')
         weights = resolve_imagenet(arch, alpha, input_shape, include_top)
     if weights is not None:
         load_weights(model, weights)

@@ -1,7 +1,8 @@
 """Architecture tables as data: typed rows that read like the papers' tables.
 
 A row says *what* a block is (channels, stride, kernel...); the block registry says *how* to build it.
-Every row has a class attribute `block` naming the registered block function that builds it.
+Every row has a class attribute `block` naming the registered block function that builds it; rows are
+numbered blocks (`ctx.block_index`) unless they set the class attribute `numbered = False`.
 """
 
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ class ConvBN:
     """
 
     block: ClassVar[str] = "conv_bn"
+    numbered: ClassVar[bool] = False  # stems and last convs carry explicit names, not a block number
     filters: int | None
     kernel: int = 3
     stride: int = 1

@@ -10,28 +10,28 @@ OUTPUT_STRIDES = (None, 8, 16, 32)
 MIN_SIZE = 32
 
 
-def _fail(argument, value, allowed):
+def fail(argument, value, allowed):
     raise ValueError(f"{argument}={value!r} is not allowed: {argument} must be {allowed}.")
 
 
 def check_alpha(alpha):
     """A positive, finite number; `alpha=1` means 1.0."""
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        _fail("alpha", alpha, "a positive number (the width multiplier, e.g. 0.35, 0.5, 1.0)")
+        fail("alpha", alpha, "a positive number (the width multiplier, e.g. 0.35, 0.5, 1.0)")
     if not math.isfinite(alpha) or alpha <= 0:
-        _fail("alpha", alpha, "a positive number (the width multiplier, e.g. 0.35, 0.5, 1.0)")
+        fail("alpha", alpha, "a positive number (the width multiplier, e.g. 0.35, 0.5, 1.0)")
     return float(alpha)
 
 
 def check_positive_int(argument, value, allowed):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        _fail(argument, value, allowed)
+        fail(argument, value, allowed)
     return int(value)
 
 
 def check_choice(argument, value, choices):
     if value not in choices:
-        _fail(argument, value, f"one of {choices}")
+        fail(argument, value, f"one of {choices}")
     return value
 
 
@@ -39,13 +39,13 @@ def check_input_shape(input_shape, weights):
     """(height, width, channels): sizes None or >= 32; 3 channels with pretrained weights."""
     allowed = "a tuple (height, width, channels) with height and width None or >= 32"
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
-        _fail("input_shape", input_shape, allowed)
+        fail("input_shape", input_shape, allowed)
     height, width, channels = input_shape
     for size in (height, width):
         if size is not None and (not isinstance(size, numbers.Integral) or size < MIN_SIZE):
-            _fail("input_shape", input_shape, allowed)
+            fail("input_shape", input_shape, allowed)
     if weights is not None and channels != 3:
-        _fail("input_shape", input_shape,
+        fail("input_shape", input_shape,
               "3 channels (RGB) when weights are loaded; use weights=None for other channel counts")
     check_positive_int("input_shape", channels, "a tuple whose channel count is a positive integer")
     return tuple(input_shape)
@@ -56,7 +56,7 @@ def check_weights(weights):
         return weights
     if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
         return os.fspath(weights)
-    _fail("weights", weights, 'None, "imagenet" or the path of an existing weights file (.h5 / .weights.h5)')
+    fail("weights", weights, 'None, "imagenet" or the path of an existing weights file (.h5 / .weights.h5)')
 
 
 def check_top(include_top, weights, classes, classifier_activation):
@@ -64,9 +64,9 @@ def check_top(include_top, weights, classes, classifier_activation):
     classes = check_positive_int("classes", classes, "a positive integer")
     if weights is not None and include_top:
         if weights == "imagenet" and classes != 1000:
-            _fail("classes", classes, '1000 with weights="imagenet" and include_top=True')
+            fail("classes", classes, '1000 with weights="imagenet" and include_top=True')
         if classifier_activation not in (None, "softmax"):
-            _fail("classifier_activation", classifier_activation,
+            fail("classifier_activation", classifier_activation,
                   'None or "softmax" when pretrained weights and the top are loaded')
     return classes
 
@@ -74,5 +74,5 @@ def check_top(include_top, weights, classes, classifier_activation):
 def check_dropout(dropout_rate):
     if isinstance(dropout_rate, bool) or not isinstance(dropout_rate, numbers.Real) \
             or not 0 <= dropout_rate < 1:
-        _fail("dropout_rate", dropout_rate, "a number in [0, 1)")
+        fail("dropout_rate", dropout_rate, "a number in [0, 1)")
     return float(dropout_rate)

@@ -79,3 +79,16 @@ def test_our_weights_load_into_keras_applications(photos, tmp_path):
     ref.load_weights(tmp_path / "ours.weights.h5")
     np.testing.assert_allclose(ref(photos, training=False), model(photos, training=False),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["v1", "v2", "v3-small"])
+def test_input_tensor_like_keras_applications(arch):
+    import keras
+
+    inputs = keras.Input((128, 128, 3))
+    resized = keras.layers.Resizing(96, 96)(inputs)
+    ref = reference_model(arch, 1.0, input_tensor=resized)
+    model = ours(arch, 1.0, False, input_tensor=resized)
+    assert model.inputs[0] is inputs  # the graph reaches back to the source input, like keras'
+    assert model.count_params() == ref.count_params()
+    assert model.output.shape == ref.output.shape
