@@ -20,8 +20,10 @@ from keras_mobilenets.models import (
     MobileNetV3Small,
     create_model,
 )
+from keras_mobilenets.export import ExportResult, export_saved_model, rest_request_body
 from keras_mobilenets.features import FEATURE_STRIDES, FeatureInfo, feature_extractor, feature_info
 from keras_mobilenets.preprocessing import decode_predictions, includes_preprocessing, preprocess_input
+from keras_mobilenets.predictor import Predictor
 from keras_mobilenets.profiling import Profile, profile
 from keras_mobilenets.registry import register_block, registered_blocks
 from keras_mobilenets.spec import (

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -62,6 +63,37 @@ def _reproduce(args):
     return 1 if failures else 0
 
 
+def _export(args):
+    import keras
+
+    from keras_mobilenets.export import export_saved_model, rest_request_body
+
+    model = keras.saving.load_model(args.model)
+    result = export_saved_model(model, args.out, version=args.version, labels=args.labels,
+                                overwrite=args.overwrite)
+    print(f"exported version {result.version} to {result.path}")
+    show = subprocess.run(["saved_model_cli", "show", "--dir", result.path, "--all"],
+                          capture_output=True, text=True)
+    print(show.stdout if show.returncode == 0 else f"(saved_model_cli failed: {show.stderr[-500:]})")
+    import numpy as np
+    import tensorflow as tf
+
+    sample = tf.io.encode_png(np.full((8, 8, 3), 128, np.uint8)).numpy()
+    name = os.path.basename(os.path.normpath(args.out))
+    print(f"REST: POST http://localhost:8501/v1/models/{name}:predict with a body like")
+    print(rest_request_body([sample]))
+    return 0
+
+
+def _predict(args):
+    from keras_mobilenets.predictor import Predictor
+
+    predictor = Predictor(args.model, num_threads=args.threads, labels=args.labels)
+    for image, best in zip(args.images, predictor.top_k(args.images, k=args.top_k)):
+        print(image + ": " + ", ".join(f"{label} {score:.4f}" for label, score in best))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-mobilenets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +106,22 @@ def build_parser():
     prof.add_argument("--no-top", action="store_true", help="profile the backbone without classifier")
     prof.set_defaults(run=_profile)
 
+    export = commands.add_parser("export", help="SavedModel for TF Serving from a .keras model")
+    export.add_argument("model", help="a .keras file")
+    export.add_argument("--out", required=True, help="TF Serving base folder, e.g. saved_models/NAME")
+    export.add_argument("--labels", help="class names, one per line")
+    export.add_argument("--version", type=int, help="integer version (default: the next free one)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    export.set_defaults(run=_export)
+
+    predict = commands.add_parser("predict", help="top-k classes of image files")
+    predict.add_argument("--model", required=True, help="a .tflite file, a .keras file or a SavedModel")
+    predict.add_argument("--labels", help="class names, one per line")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--threads", type=int, default=2, help="LiteRT threads for .tflite")
+    predict.add_argument("images", nargs="+")
+    predict.set_defaults(run=_predict)
+
     repro = commands.add_parser("reproduce", help="check the papers' MACs and memory numbers")
     repro.set_defaults(run=_reproduce)
     return parser
@@ -83,7 +131,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
+    except (ValueError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,15 @@ class ExportResult:
     labels: tuple | None
 
 
+def rest_request_body(encoded_images, signature_name="serving_bytes"):
+    """A TF Serving REST predict body (row "instances" format) sending encoded images as {"b64": ...}."""
+    import base64
+    import json
+
+    instances = [{"b64": base64.b64encode(data).decode("ascii")} for data in encoded_images]
+    return json.dumps({"signature_name": signature_name, "instances": instances})
+
+
 def versions(base_dir):
     """The integer version folders TF Serving would see in `base_dir`, sorted."""
     if not os.path.isdir(base_dir):
@@ -191,7 +200,7 @@ def _write(model, path, labels, top_k):
             module.model, module.table = model, table
             signatures = {name: tf.function(function, input_signature=[spec])
                           for name, (function, spec) in specs.items()}
-            module.signatures = signatures
+            module.serving_functions = signatures
             tf.saved_model.save(module, path, signatures=signatures)
 
 

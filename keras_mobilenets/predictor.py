@@ -1,0 +1,149 @@
+"""Predictor: load a .tflite, .keras or SavedModel once, predict on image files, bytes or arrays.
+
+Every input is brought to the model's size by the same decode-and-resize ops the SavedModel's bytes
+signature runs in-graph, so all three formats see identical pixels. Pixels are [0, 255].
+"""
+
+import os
+
+import numpy as np
+
+from keras_mobilenets.export import decode_image_bytes, versions
+from keras_mobilenets.preprocessing import includes_preprocessing
+
+
+def _resolve_saved_model(path):
+    """A SavedModel folder, or a TF Serving base folder (its highest version is used)."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    found = versions(path)
+    if found:
+        return os.path.join(path, str(found[-1]))
+    raise ValueError(f"model={path!r} is not a SavedModel folder nor a folder of integer versions")
+
+
+class Predictor:
+    """Batched ImageNet-style classification with a .tflite (LiteRT), .keras or SavedModel model."""
+
+    def __init__(self, path, num_threads=2, batch_size=32, labels=None):
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise ValueError(f"model={path!r} does not exist")
+        self.path, self.batch_size = path, batch_size
+        if path.endswith(".tflite"):
+            self._load_tflite(path, num_threads)
+        elif path.endswith(".keras"):
+            self._load_keras(path)
+        elif os.path.isdir(path):
+            self._load_saved_model(path)
+        else:
+            raise ValueError(f"model={path!r} is not allowed: give a .tflite file, a .keras file or a "
+                             "SavedModel folder")
+        if labels is None and self.kind == "saved_model":
+            asset = os.path.join(self.path, "assets", "labels.txt")
+            labels = asset if os.path.isfile(asset) else None
+        self.labels = _read_label_list(labels)
+
+    def _load_tflite(self, path, num_threads):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.kind = "tflite"
+        self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        signatures = self._interpreter.get_signature_list()
+        self._runner = self._interpreter.get_signature_runner(
+            "serving_default" if "serving_default" in signatures else None)
+        (self._input_name, detail), = self._runner.get_input_details().items()
+        self.image_size = tuple(int(d) for d in detail["shape"][1:3])
+        self._input_dtype = detail["dtype"]
+        self._input_quantization = detail["quantization"]
+        self._batch_fixed = int(detail["shape"][0]) if detail["shape_signature"][0] != -1 else None
+
+    def _load_keras(self, path):
+        import keras
+
+        self.kind = "keras"
+        self._model = keras.saving.load_model(path)
+        self.image_size = tuple(int(d) for d in self._model.inputs[0].shape[1:3])
+        self._rescale = not includes_preprocessing(self._model)
+        self._softmax = self._model.layers[-1].get_config().get("activation") != "softmax"
+        import tensorflow as tf
+
+        model = self._model
+        self._function = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def _load_saved_model(self, path):
+        import tensorflow as tf
+
+        self.kind = "saved_model"
+        self.path = _resolve_saved_model(path)
+        self._loaded = tf.saved_model.load(self.path)
+        self._signature = self._loaded.signatures["serving_default"]
+        spec = self._signature.structured_input_signature[1]["images"]
+        self.image_size = tuple(int(d) for d in spec.shape[1:3])
+
+    def images(self, inputs):
+        """float32 (n, h, w, 3) in [0, 255] from file paths, encoded bytes, or an array of images."""
+        import tensorflow as tf
+
+        height, width = self.image_size
+        if isinstance(inputs, np.ndarray) or (hasattr(inputs, "shape") and hasattr(inputs, "dtype")):
+            array = np.asarray(inputs, dtype="float32")
+            if array.ndim == 3:
+                array = array[None]
+            if array.shape[1:3] != (height, width):
+                array = tf.image.resize(array, (height, width)).numpy()
+            return array
+        decoded = []
+        for item in inputs:
+            if isinstance(item, (bytes, bytearray)):
+                data = bytes(item)
+            else:
+                with open(item, "rb") as handle:
+                    data = handle.read()
+            try:
+                decoded.append(decode_image_bytes(tf.constant(data), height, width).numpy())
+            except tf.errors.InvalidArgumentError as error:
+                name = item if not isinstance(item, (bytes, bytearray)) else "image bytes"
+                raise ValueError(f"{name}: cannot be decoded as an image ({error.message})") from None
+        return np.stack(decoded)
+
+    def _probabilities(self, batch):
+        import tensorflow as tf
+
+        if self.kind == "saved_model":
+            return self._signature(images=tf.constant(batch))["probabilities"].numpy()
+        if self.kind == "keras":
+            scores = self._function(tf.constant(batch / 127.5 - 1.0 if self._rescale else batch))
+            return (tf.nn.softmax(scores) if self._softmax else scores).numpy()
+        if self._input_dtype != np.float32:
+            scale, zero = self._input_quantization
+            batch = np.clip(np.round(batch / scale + zero), np.iinfo(self._input_dtype).min,
+                            np.iinfo(self._input_dtype).max).astype(self._input_dtype)
+        if self._batch_fixed:
+            return np.concatenate([self._run_tflite(batch[i:i + 1]) for i in range(len(batch))])
+        return self._run_tflite(batch)
+
+    def _run_tflite(self, batch):
+        outputs = self._runner(**{self._input_name: batch})
+        scores = outputs.get("probabilities", next(iter(outputs.values())))
+        return np.asarray(scores, dtype="float32")
+
+    def predict(self, inputs):
+        """Class probabilities (n, classes) for file paths, encoded bytes, or [0, 255] image arrays."""
+        images = self.images(inputs)
+        return np.concatenate([self._probabilities(images[i:i + self.batch_size])
+                               for i in range(0, len(images), self.batch_size)])
+
+    def top_k(self, inputs, k=5):
+        """[(label or class id, probability)] of the `k` best classes for each input."""
+        probabilities = self.predict(inputs)
+        best = np.argsort(-probabilities, axis=1)[:, :k]
+        name = (lambda i: self.labels[i]) if self.labels else int
+        return [[(name(i), float(row[i])) for i in ids] for row, ids in zip(probabilities, best)]
+
+
+def _read_label_list(labels):
+    if labels is None or isinstance(labels, (list, tuple)):
+        return labels
+    with open(labels, encoding="utf-8") as handle:
+        return [line.rstrip("\n") for line in handle if line.strip()]
