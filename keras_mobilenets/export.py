@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_mobilenets.flavors import flavor_of
-from keras_mobilenets.preprocessing import includes_preprocessing
+from keras_mobilenets.preprocessing import preprocess_input
 
 SIGNATURES = ("serving_default", "serving_uint8", "serving_bytes")
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -49,15 +49,15 @@ def versions(base_dir):
                   if name.isdigit() and os.path.isdir(os.path.join(base_dir, name)))
 
 
-def read_labels(labels, classes):
-    """Labels from a list or a one-label-per-line file; their number must equal the model's classes."""
+def read_labels(labels, classes=None):
+    """Labels from a list or a one-label-per-line file; their number must equal `classes` when given."""
     if labels is None:
         return None
     if isinstance(labels, (str, os.PathLike)):
         with open(labels, encoding="utf-8") as handle:
             labels = [line.rstrip("\n") for line in handle if line.strip()]
     labels = tuple(str(label) for label in labels)
-    if len(labels) != classes:
+    if classes is not None and len(labels) != classes:
         raise ValueError(f"labels has {len(labels)} entries; the model has {classes} classes")
     return labels
 
@@ -72,9 +72,9 @@ def _image_size(model):
     return shape[1], shape[2]
 
 
-def _ends_in_softmax(model):
-    last = model.layers[-1]
-    return getattr(last, "get_config", dict)().get("activation") == "softmax"
+def ends_in_softmax(model):
+    """True when the model's last layer already applies softmax (else its outputs are logits)."""
+    return model.layers[-1].get_config().get("activation") == "softmax"
 
 
 def _header_size(data):
@@ -130,14 +130,12 @@ def _serving_functions(model, table, top_k):
     import tensorflow as tf
 
     height, width = _image_size(model)
-    rescale = not includes_preprocessing(model)
-    softmax = not _ends_in_softmax(model)
+    softmax = not ends_in_softmax(model)
     classes = int(model.outputs[0].shape[-1])
     k = min(top_k, classes)
 
     def predict(images):
-        x = images / 127.5 - 1.0 if rescale else images
-        scores = tf.cast(model(x, training=False), tf.float32)
+        scores = tf.cast(model(preprocess_input(images, model=model), training=False), tf.float32)
         if softmax:
             scores = tf.nn.softmax(scores)
         top_scores, top_ids = tf.math.top_k(scores, k=k)

@@ -7,7 +7,7 @@ preprocessing contract: True means the model takes [0, 255] pixels), `output_str
 from keras_mobilenets import validation
 from keras_mobilenets.architectures import ARCHITECTURES
 from keras_mobilenets.builder import build
-from keras_mobilenets.flavors import FLAVORS
+from keras_mobilenets.flavors import FLAVORS, get_flavor
 from keras_mobilenets.spec import Architecture, DepthwiseSeparable
 from keras_mobilenets.weights import load_weights, resolve_imagenet
 
@@ -48,8 +48,6 @@ def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth
     `include_preprocessing=None` means the architecture's keras.applications default (False for V1/V2,
     True for V3). `output_stride` 8 or 16 turns later strides into dilation (DeepLab-style).
     """
-    from keras_mobilenets.flavors import get_flavor
-
     arch = _architecture(arch, minimalistic)
     alpha = validation.check_alpha(alpha)
     validation.check_choice("flavor", flavor, FLAVORS)

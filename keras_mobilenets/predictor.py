@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 
-from keras_mobilenets.export import decode_image_bytes, versions
-from keras_mobilenets.preprocessing import includes_preprocessing
+from keras_mobilenets.export import decode_image_bytes, ends_in_softmax, read_labels, versions
+from keras_mobilenets.preprocessing import preprocess_input
 
 
 def _resolve_saved_model(path):
@@ -42,7 +42,7 @@ class Predictor:
         if labels is None and self.kind == "saved_model":
             asset = os.path.join(self.path, "assets", "labels.txt")
             labels = asset if os.path.isfile(asset) else None
-        self.labels = _read_label_list(labels)
+        self.labels = read_labels(labels)
 
     def _load_tflite(self, path, num_threads):
         from ai_edge_litert.interpreter import Interpreter
@@ -60,16 +60,18 @@ class Predictor:
 
     def _load_keras(self, path):
         import keras
-
-        self.kind = "keras"
-        self._model = keras.saving.load_model(path)
-        self.image_size = tuple(int(d) for d in self._model.inputs[0].shape[1:3])
-        self._rescale = not includes_preprocessing(self._model)
-        self._softmax = self._model.layers[-1].get_config().get("activation") != "softmax"
         import tensorflow as tf
 
-        model = self._model
-        self._function = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self.kind = "keras"
+        model = keras.saving.load_model(path)
+        self.image_size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+        softmax = not ends_in_softmax(model)
+
+        def probabilities(images):
+            scores = model(preprocess_input(images, model=model), training=False)
+            return tf.nn.softmax(scores) if softmax else scores
+
+        self._function = tf.function(probabilities, reduce_retracing=True)
 
     def _load_saved_model(self, path):
         import tensorflow as tf
@@ -113,8 +115,7 @@ class Predictor:
         if self.kind == "saved_model":
             return self._signature(images=tf.constant(batch))["probabilities"].numpy()
         if self.kind == "keras":
-            scores = self._function(tf.constant(batch / 127.5 - 1.0 if self._rescale else batch))
-            return (tf.nn.softmax(scores) if self._softmax else scores).numpy()
+            return self._function(tf.constant(batch)).numpy()
         if self._input_dtype != np.float32:
             scale, zero = self._input_quantization
             batch = np.clip(np.round(batch / scale + zero), np.iinfo(self._input_dtype).min,
@@ -141,9 +142,3 @@ class Predictor:
         name = (lambda i: self.labels[i]) if self.labels else int
         return [[(name(i), float(row[i])) for i in ids] for row, ids in zip(probabilities, best)]
 
-
-def _read_label_list(labels):
-    if labels is None or isinstance(labels, (list, tuple)):
-        return labels
-    with open(labels, encoding="utf-8") as handle:
-        return [line.rstrip("\n") for line in handle if line.strip()]
