@@ -74,7 +74,12 @@ def _image_size(model):
 
 def ends_in_softmax(model):
     """True when the model's last layer already applies softmax (else its outputs are logits)."""
-    return model.layers[-1].get_config().get("activation") == "softmax"
+    layer = model.layers[-1]
+    layer = getattr(layer, "layer", layer)  # tfmot's wrappers keep the wrapped layer in .layer
+    activation = layer.get_config().get("activation")
+    if isinstance(activation, dict):  # tfmot's QuantizeAwareActivation keeps the name in its config
+        activation = activation.get("config", {}).get("activation")
+    return activation == "softmax"
 
 
 def _header_size(data):

@@ -133,6 +133,20 @@ def test_tf_keras_models_export_too(tmp_path, photos):
     assert "top_k_labels" not in got
 
 
+def test_qat_models_export_without_a_second_softmax(tmp_path, photos):
+    import tensorflow_model_optimization as tfmot
+
+    legacy = randomize_batchnorm(km.MobileNetV2(weights=None, input_shape=(SIZE, SIZE, 3), classes=4,
+                                                alpha=0.35, flavor="tf_keras"), seed=3)
+    qat = tfmot.quantization.keras.quantize_model(legacy)
+    result = export_saved_model(qat, str(tmp_path / "qat"))
+    images = resize(photos, SIZE).round()
+    got = tf.saved_model.load(result.path).signatures["serving_default"](images=tf.constant(images))
+    expected = qat(km.preprocess_input(images), training=False).numpy()
+    np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-5)
+    assert expected.max() > 0.3  # a second softmax over 4 classes would flatten these towards 0.25
+
+
 def _snapshot(base):
     return {name: sorted(os.listdir(os.path.join(base, name))) for name in sorted(os.listdir(base))}
 
