@@ -19,9 +19,10 @@ setup(
         "numpy>=1.26",
         "h5py>=3.10",
         "pillow>=10",
+        "scikit-learn>=1.4",
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-learn>=1.4", "scikit-image>=0.22"],
+        "test": ["pytest>=8", "scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["keras-mobilenets=keras_mobilenets.cli:main"]},
 )
