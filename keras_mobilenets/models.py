@@ -18,13 +18,13 @@ def _architecture(arch, minimalistic):
     if isinstance(arch, Architecture):
         if minimalistic and not arch.minimalistic:
             validation.fail("minimalistic", minimalistic,
-                             "False for a custom table (make it minimalistic with spec.minimalistic)")
+                            "False for a custom table (make it minimalistic with spec.minimalistic)")
         return arch
     validation.check_choice("arch", arch, _ARCH_NAMES)
     if minimalistic:
         if arch in ("v1", "v2"):
             validation.fail("minimalistic", minimalistic,
-                             "False for MobileNetV1/V2 (only MobileNetV3 has minimalistic variants)")
+                            "False for MobileNetV1/V2 (only MobileNetV3 has minimalistic variants)")
         return ARCHITECTURES[f"{arch}-minimalistic"]
     return ARCHITECTURES[arch]
 
@@ -56,8 +56,10 @@ def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth
                                                      "a positive integer")
     if depth_multiplier != 1 and not any(isinstance(r, DepthwiseSeparable) for r in arch.rows):
         validation.fail("depth_multiplier", depth_multiplier,
-                         "1 for architectures without depthwise-separable (MobileNetV1) blocks")
+                        "1 for architectures without depthwise-separable (MobileNetV1) blocks")
     weights = validation.check_weights(weights)
+    if weights == "imagenet" and depth_multiplier != 1:
+        validation.fail("depth_multiplier", depth_multiplier, '1 with weights="imagenet"')
     validation.check_choice("pooling", pooling, validation.POOLING)
     validation.check_choice("output_stride", output_stride, validation.OUTPUT_STRIDES)
     classes = validation.check_top(include_top, weights, classes, classifier_activation)
@@ -76,8 +78,6 @@ def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth
         include_preprocessing=bool(include_preprocessing), output_stride=output_stride,
     )
     if weights == "imagenet":
-        if depth_multiplier != 1:
-            validation.fail("depth_multiplier", depth_multiplier, '1 with weights="imagenet"')
         weights = resolve_imagenet(arch, alpha, input_shape, include_top)
     if weights is not None:
         load_weights(model, weights)

@@ -46,7 +46,7 @@ def check_input_shape(input_shape, weights):
             fail("input_shape", input_shape, allowed)
     if weights is not None and channels != 3:
         fail("input_shape", input_shape,
-              "3 channels (RGB) when weights are loaded; use weights=None for other channel counts")
+             "3 channels (RGB) when weights are loaded; use weights=None for other channel counts")
     check_positive_int("input_shape", channels, "a tuple whose channel count is a positive integer")
     return tuple(input_shape)
 
@@ -67,7 +67,7 @@ def check_top(include_top, weights, classes, classifier_activation):
             fail("classes", classes, '1000 with weights="imagenet" and include_top=True')
         if classifier_activation not in (None, "softmax"):
             fail("classifier_activation", classifier_activation,
-                  'None or "softmax" when pretrained weights and the top are loaded')
+                 'None or "softmax" when pretrained weights and the top are loaded')
     return classes
 
 
