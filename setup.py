@@ -20,6 +20,8 @@ setup(
         "h5py>=3.10",
         "pillow>=10",
         "scikit-learn>=1.4",
+        "matplotlib>=3.7",
+        "tensorboard>=2.19",
     ],
     extras_require={
         "test": ["pytest>=8", "scikit-image>=0.22"],

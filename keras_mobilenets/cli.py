@@ -94,6 +94,54 @@ def _predict(args):
     return 0
 
 
+def _train(args):
+    from keras_mobilenets.runs import RunConfig, train_run
+    from keras_mobilenets.training import Recipe
+
+    from_scratch = args.weights in (None, "none")
+    recipe = Recipe(
+        epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_blocks="all" if args.fine_tune_blocks == "all" else int(args.fine_tune_blocks),
+        freeze_backbone=not from_scratch, train_batchnorm=args.train_batchnorm,
+        learning_rate=args.lr if args.lr is not None else (5e-3 if from_scratch else 1e-3),
+        fine_tune_learning_rate=args.fine_tune_lr,
+        warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, early_stopping_patience=args.patience)
+    config = RunConfig(
+        data=args.data, arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
+        image_size=args.image_size, weights=None if from_scratch else args.weights,
+        batch_size=args.batch_size, validation_split=args.validation_split, test_split=args.test_split,
+        seed=args.seed, flip=not args.no_flip, crop_scale=(args.min_crop, 1.0),
+        crop_fraction=args.crop_fraction, strict=args.strict, dropout=args.dropout,
+        bn_momentum=args.bn_momentum if args.bn_momentum is not None else (0.9 if from_scratch else None),
+        mixed_precision=args.mixed_precision, strategy=args.strategy, recipe=recipe)
+    result = train_run(args.out, config, overwrite=args.overwrite, export_dir=args.export)
+    if not result.metrics:
+        return 0  # a non-chief multi-worker process: the chief writes the results
+    metrics = result.metrics
+    if result.finished_before:
+        print(f"{args.out} already holds this finished run (pass --overwrite to train again)")
+    for split in ("validation", "test"):
+        if split in metrics:
+            print(f"{split} accuracy: {metrics[split]['accuracy']:.4f} on {metrics[split]['images']} images")
+    print(f"best model: {os.path.join(args.out, 'best.keras')} (epoch {metrics['best_epoch']} of "
+          f"{metrics['epochs']}); metrics.json, history.csv, training_curves.png, confusion_matrix.png")
+    if metrics.get("export"):
+        print(f"SavedModel for TF Serving: {metrics['export']}")
+    return 0
+
+
+def _evaluate(args):
+    from keras_mobilenets.runs import evaluate_model
+
+    metrics = evaluate_model(args.model, data_dir=args.data, split=args.split,
+                             batch_size=args.batch_size, out_dir=args.out)
+    print(f"accuracy: {metrics['accuracy']:.4f} on {metrics['images']} images")
+    for name, value in metrics["per_class_accuracy"].items():
+        print(f"  {name}: {value:.4f}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-mobilenets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +169,54 @@ def build_parser():
     predict.add_argument("--threads", type=int, default=2, help="LiteRT threads for .tflite")
     predict.add_argument("images", nargs="+")
     predict.set_defaults(run=_predict)
+
+    train = commands.add_parser("train", help="fine-tune or train a classifier on an image folder")
+    train.add_argument("--data", default="digits",
+                       help='a class-per-subfolder image folder, or "digits" (the bundled scans)')
+    train.add_argument("--arch", choices=ARCHS, default="v2")
+    train.add_argument("--alpha", type=float, default=1.0)
+    train.add_argument("--minimalistic", action="store_true")
+    train.add_argument("--image-size", type=int, default=224)
+    train.add_argument("--weights", default="none",
+                       help='"none" (from scratch, the default), "imagenet" or a weights file')
+    train.add_argument("--epochs", type=int, default=10, help="stage 1 (head, or all layers from scratch)")
+    train.add_argument("--fine-tune-epochs", type=int, default=0, help="stage 2: top blocks unfrozen")
+    train.add_argument("--fine-tune-blocks", default="3", help='blocks unfrozen in stage 2, or "all"')
+    train.add_argument("--train-batchnorm", action="store_true",
+                       help="let BatchNorm layers train in stage 2 (frozen by default)")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, help="peak learning rate (default 5e-3 from scratch, 1e-3 else)")
+    train.add_argument("--fine-tune-lr", type=float, default=1e-4)
+    train.add_argument("--warmup-epochs", type=float, default=1.0)
+    train.add_argument("--weight-decay", type=float, default=1e-4)
+    train.add_argument("--label-smoothing", type=float, default=0.1)
+    train.add_argument("--dropout", type=float, default=0.2)
+    train.add_argument("--bn-momentum", type=float,
+                       help="BatchNorm momentum (default 0.9 from scratch, the architecture's otherwise)")
+    train.add_argument("--patience", type=int, help="early stopping patience in epochs")
+    train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument("--test-split", type=float, default=0.2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-flip", action="store_true", help="no horizontal flips (digits, text)")
+    train.add_argument("--min-crop", type=float, default=0.08, help="smallest random crop (area fraction)")
+    train.add_argument("--crop-fraction", type=float, default=0.875, help="eval center-crop fraction")
+    train.add_argument("--strict", action="store_true", help="fail on the first bad image file")
+    train.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
+    train.add_argument("--strategy", choices=("mirrored", "multi-worker"),
+                       help="tf.distribute strategy (multi-worker reads TF_CONFIG)")
+    train.add_argument("--out", required=True, help="the run folder, e.g. runs/NAME (re-run to resume)")
+    train.add_argument("--export", help="export the best model for TF Serving here, e.g. saved_models/NAME")
+    train.add_argument("--overwrite", action="store_true", help="replace a finished or different run")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a trained model")
+    evaluate.add_argument("model", help="a .keras classifier, e.g. runs/NAME/best.keras")
+    evaluate.add_argument("--data", help='an image folder or "digits" (default: the run\'s stored split)')
+    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"),
+                          help="which stored split of the run to use when --data is not given")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--out", help="where evaluation.json and the PNG go (default: next to the model)")
+    evaluate.set_defaults(run=_evaluate)
 
     repro = commands.add_parser("reproduce", help="check the papers' MACs and memory numbers")
     repro.set_defaults(run=_reproduce)

@@ -310,6 +310,15 @@ def from_folder(directory, image_size, batch_size=32, validation_split=0.2, test
                  files=split_files, skipped=skipped)
 
 
+def from_files(files, labels, class_names, image_size, batch_size=32, crop_fraction=0.875):
+    """An evaluation pipeline (center crop, no shuffling) over listed files, e.g. a run's test split."""
+    size = _image_size(image_size)
+    _check_common(batch_size, crop_fraction, None)
+    labels = np.asarray(labels, np.int64)
+    source = _file_dataset(list(files), labels)
+    return _pipeline(source, size, batch_size, False, None, crop_fraction, False, 0, 1)
+
+
 def from_arrays(images, labels, image_size, class_names=None, batch_size=32, validation_split=0.2,
                 test_split=0.0, seed=0, augmentation=Augmentation(), crop_fraction=0.875, cache=False):
     """Pipelines from in-memory images (N, H, W, C) with C in (1, 3, 4) and [0, 255] values."""

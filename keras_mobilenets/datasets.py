@@ -28,16 +28,23 @@ def _is_complete(path, counts):
     )
 
 
-def digits(path, overwrite=False):
+def default_digits_dir():
+    """Where the CLI keeps the digits folder: $KERAS_HOME/datasets/keras_mobilenets_digits."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "datasets", "keras_mobilenets_digits")
+
+
+def digits(path=None, overwrite=False):
     """Write scikit-learn's digits to `path/<digit>/<index>.png` (8x8 grayscale, 0-16 scaled to 0-255).
 
+    `path=None` uses `default_digits_dir()`.
     A complete folder from an earlier call is reused as is. Anything else already at `path` is kept
     unless `overwrite=True`. Writing happens in a temporary sibling folder renamed into place at the end.
     """
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    path = os.fspath(path)
+    path = os.fspath(path) if path is not None else default_digits_dir()
     counts = _expected_counts()
     if os.path.exists(path):
         if _is_complete(path, counts):

@@ -1,0 +1,61 @@
+"""Pictures of a training run: curves from the CSV history and the confusion matrix."""
+
+import os
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(rows, path, title=None):
+    """Loss and accuracy per epoch (train and validation) from `training.read_history` rows."""
+    plt = _pyplot()
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if rows and prefix + metric in rows[0]:
+                ax.plot(epochs, [r[prefix + metric] for r in rows], style,
+                        label=("validation " if prefix else "train ") + metric)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(matrix, class_names, path, title=None):
+    """Counts per (true, predicted) class, with the numbers written in the cells."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    size = max(4, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ticks = np.arange(len(class_names))
+    ax.set_xticks(ticks, labels=class_names, rotation=90 if len(class_names) > 10 else 0)
+    ax.set_yticks(ticks, labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if len(class_names) <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center",
+                    color="white" if count > threshold else "black", fontsize=8)
+    accuracy = np.trace(matrix) / max(1, matrix.sum())
+    ax.set_title(title or f"accuracy {accuracy:.2%} on {matrix.sum()} images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return os.fspath(path)

@@ -1,0 +1,282 @@
+"""A training run folder: data -> classifier -> recipe -> best model, metrics and pictures, resumable.
+
+`train_run(out_dir, RunConfig(...))` is what `keras-mobilenets train` calls. The folder keeps
+config.json (a resumed run must use the same settings), split.json, labels.txt, history.csv, the backups,
+and at the end best.keras, metrics.json, training_curves.png and confusion_matrix.png.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from keras_mobilenets import data as kd
+from keras_mobilenets import reports, training
+from keras_mobilenets.datasets import digits
+from keras_mobilenets.flavors import flavor_of
+
+STRATEGIES = (None, "mirrored", "multi-worker")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what a run trains; stored in config.json and checked on resume."""
+
+    data: str = "digits"
+    arch: str = "v2"
+    alpha: float = 1.0
+    minimalistic: bool = False
+    image_size: int = 224
+    weights: str | None = None
+    batch_size: int = 32
+    validation_split: float = 0.1
+    test_split: float = 0.2
+    seed: int = 0
+    flip: bool = True
+    crop_scale: tuple = (0.08, 1.0)
+    crop_fraction: float = 0.875
+    strict: bool = False
+    cache: bool = True
+    dropout: float = 0.2
+    bn_momentum: float | None = None
+    mixed_precision: str | None = None
+    strategy: str | None = None
+    recipe: training.Recipe = field(default_factory=training.Recipe)
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy={self.strategy!r} is not allowed: strategy must be one of {STRATEGIES}")
+        if self.mixed_precision not in training.POLICIES:
+            raise ValueError(f"mixed_precision={self.mixed_precision!r} is not allowed: must be one of "
+                             f"{training.POLICIES}")
+
+    def to_json(self):
+        payload = asdict(self)
+        payload["crop_scale"] = list(self.crop_scale)
+        return payload
+
+    @classmethod
+    def from_json(cls, payload):
+        payload = dict(payload)
+        payload["recipe"] = training.Recipe(**payload["recipe"])
+        payload["crop_scale"] = tuple(payload["crop_scale"])
+        return cls(**payload)
+
+    @property
+    def flavor(self):
+        """Keras 3's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585): use tf_keras."""
+        return "tf_keras" if self.strategy == "multi-worker" else "keras"
+
+
+@dataclass
+class RunResult:
+    out_dir: str
+    model: object
+    metrics: dict
+    resumed: bool = False
+    finished_before: bool = False
+    export: object = None
+
+
+def make_strategy(name):
+    """None, a MirroredStrategy over every GPU (or every logical CPU) or a MultiWorkerMirroredStrategy."""
+    import tensorflow as tf
+
+    if name is None:
+        return None
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker"
+                                             and resolver.task_id == 0)
+
+
+def _data_dir(config):
+    return digits() if config.data == "digits" else config.data
+
+
+def load_data(config):
+    augmentation = kd.Augmentation(crop_scale=tuple(config.crop_scale), flip=config.flip)
+    return kd.from_folder(_data_dir(config), config.image_size, batch_size=config.batch_size,
+                          validation_split=config.validation_split, test_split=config.test_split,
+                          seed=config.seed, augmentation=augmentation, crop_fraction=config.crop_fraction,
+                          strict=config.strict, cache=config.cache)
+
+
+def build_classifier(config, num_classes, flavor=None):
+    weights = config.weights if config.weights not in ("none", "None") else None
+    return training.create_classifier(
+        config.arch, num_classes, alpha=config.alpha, image_size=config.image_size,
+        minimalistic=config.minimalistic, weights=weights, dropout=config.dropout,
+        bn_momentum=config.bn_momentum, mixed_precision=config.mixed_precision,
+        flavor=flavor or config.flavor)
+
+
+def _check_resume(out_dir, config, overwrite):
+    """True when out_dir holds a finished run of this config; raise if it holds another run."""
+    path = os.path.join(out_dir, "config.json")
+    if not os.path.exists(path):
+        if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+            raise FileExistsError(f"out={out_dir!r} exists and is not a keras-mobilenets run folder; "
+                                  "choose another folder or pass overwrite=True (--overwrite)")
+        return False
+    if overwrite:
+        shutil.rmtree(out_dir)
+        return False
+    with open(path) as handle:
+        stored = json.load(handle)
+    current = json.loads(json.dumps(config.to_json()))
+    differing = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if differing:
+        details = ", ".join(f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in differing)
+        raise ValueError(f"out={out_dir!r} holds a run with other settings ({details}); resume it with "
+                         "the same settings, choose another folder, or pass overwrite=True (--overwrite)")
+    return os.path.exists(os.path.join(out_dir, "metrics.json"))
+
+
+def _write_json(path, payload):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _save_model(model, path):
+    tmp = f"{path[:-len('.keras')]}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def to_keras(model, config, num_classes):
+    """The same classifier as a Keras 3 model (weights copied), for a run trained in tf_keras."""
+    if flavor_of(model).name == "keras":
+        return model
+    keras_model = build_classifier(config, num_classes, flavor="keras")
+    keras_model.set_weights(model.get_weights())
+    return keras_model
+
+
+def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, strategy=None, verbose=1):
+    """Train (or resume, or report a finished) run in `out_dir` and return a `RunResult`."""
+    import keras
+
+    out_dir = os.fspath(out_dir)
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config={config!r} is not allowed: config must be a RunConfig")
+    strategy = strategy if strategy is not None else make_strategy(config.strategy)
+    chief = strategy is None or is_chief(strategy)
+    resumed = False
+    if chief:
+        if _check_resume(out_dir, config, overwrite):
+            with open(os.path.join(out_dir, "metrics.json")) as handle:
+                metrics = json.load(handle)
+            model = keras.saving.load_model(os.path.join(out_dir, "best.keras"))
+            return RunResult(out_dir, model, metrics, resumed=True, finished_before=True)
+        resumed = os.path.exists(os.path.join(out_dir, "config.json"))
+    work_dir = out_dir if chief else os.path.join(out_dir, f".worker-{strategy.cluster_resolver.task_id}")
+    os.makedirs(work_dir, exist_ok=True)
+    data = load_data(config)
+    if chief:
+        _write_json(os.path.join(out_dir, "config.json"), config.to_json())
+        _write_json(os.path.join(out_dir, "split.json"), data.files)
+        with open(os.path.join(out_dir, "labels.txt"), "w") as handle:
+            handle.write("\n".join(data.class_names) + "\n")
+
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        model = build_classifier(config, data.num_classes)
+    started = time.perf_counter()
+    result = training.fit(model, data, work_dir, config.recipe, strategy=strategy, verbose=verbose)
+    seconds = time.perf_counter() - started
+    model = to_keras(result.model, config, data.num_classes)
+    if not chief:
+        return RunResult(out_dir, model, {}, resumed=resumed)
+
+    metrics = {"config": config.to_json(), "class_names": list(data.class_names), "counts": data.counts,
+               "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
+               "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
+               "best_epoch": _best_epoch(result.history, result.monitor),
+               "train_seconds_this_session": round(seconds, 1), "resumed": resumed,
+               "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}
+    for split in ("validation", "test"):
+        dataset = getattr(data, split)
+        if dataset is not None:
+            metrics[split] = training.evaluate(model, dataset, data.class_names)
+    _save_model(model, os.path.join(out_dir, "best.keras"))
+    reports.plot_history(result.history, os.path.join(out_dir, "training_curves.png"), title=model.name)
+    final = metrics.get("test") or metrics.get("validation")
+    if final:
+        split = "test" if "test" in metrics else "validation"
+        reports.plot_confusion(final["confusion_matrix"], data.class_names,
+                               os.path.join(out_dir, "confusion_matrix.png"),
+                               title=f"{split} accuracy {final['accuracy']:.2%} ({final['images']} images)")
+    exported = None
+    if export_dir is not None:
+        from keras_mobilenets.export import export_saved_model
+
+        exported = export_saved_model(model, export_dir, labels=os.path.join(out_dir, "labels.txt"))
+        metrics["export"] = exported.path
+    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return RunResult(out_dir, model, metrics, resumed=resumed, export=exported)
+
+
+def _best_epoch(rows, monitor):
+    scored = [(r[monitor], r["epoch"]) for r in rows if monitor in r]
+    return int(max(scored)[1]) + 1 if scored else None
+
+
+def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_dir=None):
+    """Evaluate a saved classifier on a folder, or on its run's stored split (split.json next to it)."""
+    import keras
+
+    model = keras.saving.load_model(model_path)
+    run_dir = os.path.dirname(os.path.abspath(model_path))
+    size = tuple(model.inputs[0].shape[1:3])
+    split_path = os.path.join(run_dir, "split.json")
+    labels_path = os.path.join(run_dir, "labels.txt")
+    crop_fraction = 0.875
+    if os.path.exists(os.path.join(run_dir, "config.json")):
+        with open(os.path.join(run_dir, "config.json")) as handle:
+            crop_fraction = json.load(handle)["crop_fraction"]
+    if data_dir is None:
+        if not os.path.exists(split_path):
+            raise ValueError(f"no data given and no split.json next to {model_path!r}: pass --data DIR")
+        with open(split_path) as handle:
+            splits = json.load(handle)
+        with open(labels_path) as handle:
+            class_names = tuple(handle.read().split("\n")[:-1])
+        if split not in splits or not splits[split]:
+            raise ValueError(f"split={split!r} is not allowed: the run has splits "
+                             f"{sorted(k for k, v in splits.items() if v)}")
+        files = splits[split]
+        labels = [class_names.index(os.path.basename(os.path.dirname(f))) for f in files]
+    else:
+        directory = digits() if data_dir == "digits" else data_dir
+        files, labels, class_names = kd.scan_folder(directory)
+        bad = {b.path for b in kd.validate_files(files)}
+        keep = [i for i, f in enumerate(files) if f not in bad]
+        files, labels = [files[i] for i in keep], np.asarray(labels)[keep]
+    classes = model.outputs[0].shape[-1]
+    if classes != len(class_names):
+        raise ValueError(f"the model has {classes} outputs but the data has {len(class_names)} classes")
+    dataset = kd.from_files(files, labels, class_names, size, batch_size, crop_fraction)
+    metrics = training.evaluate(model, dataset, class_names)
+    out_dir = out_dir or run_dir
+    os.makedirs(out_dir, exist_ok=True)
+    name = f"evaluation_{split}" if data_dir is None else "evaluation"
+    _write_json(os.path.join(out_dir, f"{name}.json"), metrics)
+    reports.plot_confusion(metrics["confusion_matrix"], class_names,
+                           os.path.join(out_dir, f"{name}_confusion_matrix.png"))
+    return metrics

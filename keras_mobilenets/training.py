@@ -1,0 +1,356 @@
+"""Transfer learning recipe: a flat new head, a frozen-then-unfrozen two-stage fit, Keras callbacks.
+
+Stage 1 trains the head with the backbone frozen (BatchNorm in inference mode, which is what
+`trainable=False` means for Keras BatchNormalization). Stage 2 unfreezes the top N blocks, by the block
+boundaries the builder recorded, with a lower learning rate. Training from scratch is stage 1 with
+`freeze_backbone=False`. Every fit writes a backup each epoch (BackupAndRestore), so running the same
+call again after a crash resumes where it stopped.
+"""
+
+import contextlib
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from keras_mobilenets.flavors import flavor_of, get_flavor
+from keras_mobilenets.models import create_model
+from keras_mobilenets.preprocessing import includes_preprocessing
+
+HEAD_LAYERS = ("head_pool", "head_dropout", "head_logits", "head_softmax")
+POOLING_LAYERS = ("head_pool", "avg_pool", "max_pool")
+POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The two-stage transfer-learning recipe; the defaults suit a pretrained backbone.
+
+    For training from scratch use `freeze_backbone=False` (and `fine_tune_epochs=0`).
+    """
+
+    epochs: int = 10
+    fine_tune_epochs: int = 0
+    fine_tune_blocks: int | str = 3
+    freeze_backbone: bool = True
+    train_batchnorm: bool = False
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    early_stopping_patience: int | None = None
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        _check_int("epochs", self.epochs, 1)
+        _check_int("fine_tune_epochs", self.fine_tune_epochs, 0)
+        if self.fine_tune_blocks != "all":
+            _check_int("fine_tune_blocks", self.fine_tune_blocks, 0, 'or "all"')
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: {name} must be > 0")
+        for name, high in (("weight_decay", 1.0), ("label_smoothing", 1.0)):
+            if not 0 <= getattr(self, name) < high:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed: {name} must be in [0, {high})")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs!r} is not allowed: must be >= 0")
+        if self.early_stopping_patience is not None:
+            _check_int("early_stopping_patience", self.early_stopping_patience, 1, "or None")
+
+
+def _check_int(name, value, low, extra=""):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be an integer >= {low} {extra}".rstrip())
+
+
+# ------------------------------------------------------------------------------------ the model
+
+@contextlib.contextmanager
+def dtype_policy(policy, flavor="keras"):
+    """Build layers under a Keras mixed-precision policy, then restore the previous global policy."""
+    if policy not in POLICIES:
+        raise ValueError(f"mixed_precision={policy!r} is not allowed: must be one of {POLICIES}")
+    if policy is None:
+        yield
+        return
+    mixed_precision = get_flavor(flavor).keras.mixed_precision
+    previous = mixed_precision.global_policy()
+    mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        mixed_precision.set_global_policy(previous)
+
+
+def backbone_output(model):
+    """The feature tensor a new head goes on: the last block's output, or what the pooling layer sees."""
+    info = getattr(model, "block_info", None)
+    if info:
+        return model.get_layer(info[-1].output).output
+    names = {layer.name for layer in model.layers}
+    for name in POOLING_LAYERS:
+        if name in names:
+            return model.get_layer(name).input
+    if len(model.outputs[0].shape) == 4:
+        return model.outputs[0]
+    raise ValueError(f"model {model.name!r} has no pooling layer named one of {POOLING_LAYERS} and no "
+                     "4-D output: build it with keras_mobilenets (include_top=False is fine)")
+
+
+def add_head(model, num_classes, dropout=0.2, name=None):
+    """A classifier on `model`'s backbone as one flat functional graph (the layers are shared, not nested).
+
+    The softmax (and the logits Dense) run in float32 under mixed precision. The model must carry its own
+    preprocessing, because the data pipelines feed [0, 255] pixels.
+    """
+    _check_int("num_classes", num_classes, 2)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout={dropout!r} is not allowed: dropout must be in [0, 1)")
+    if not includes_preprocessing(model):
+        raise ValueError(f"model {model.name!r} takes [-1, 1] pixels; the fine-tuning pipelines feed "
+                         "[0, 255]. Build it with include_preprocessing=True so the model carries its "
+                         "own Rescaling layer")
+    layers = flavor_of(model).layers
+    x = backbone_output(model)
+    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(num_classes, dtype="float32", name="head_logits")(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="head_softmax")(x)
+    head_model = flavor_of(model).model(model.inputs, outputs, name=name or f"{model.name}_classifier")
+    head_model.block_info = getattr(model, "block_info", ())
+    return head_model
+
+
+def create_classifier(arch, num_classes, *, alpha=1.0, image_size=224, minimalistic=False, weights=None,
+                      dropout=0.2, bn_momentum=None, mixed_precision=None, flavor="keras"):
+    """Our backbone (with its own preprocessing) plus a new head: ready for `fit` on our pipelines.
+
+    `bn_momentum` overrides the architecture's BatchNorm momentum (0.999 for V2/V3, tuned for ImageNet's
+    millions of steps); training from scratch on a small dataset wants about 0.9 so the moving statistics
+    catch up within a few hundred steps.
+    """
+    if bn_momentum is not None and not 0 <= bn_momentum < 1:
+        raise ValueError(f"bn_momentum={bn_momentum!r} is not allowed: bn_momentum must be in [0, 1) or None")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    with dtype_policy(mixed_precision, flavor):
+        backbone = create_model(arch, input_shape=(*size, 3), alpha=alpha, minimalistic=minimalistic,
+                                include_top=False, weights=weights, include_preprocessing=True,
+                                flavor=flavor)
+        if bn_momentum is not None:
+            for layer in backbone.layers:
+                if type(layer).__name__ == "BatchNormalization":
+                    layer.momentum = bn_momentum
+        return add_head(backbone, num_classes, dropout=dropout, name=f"{backbone.name}_classifier")
+
+
+def blocks(model):
+    """[(block output layer name, [layer names])] from the builder's record, bottom to top."""
+    info = getattr(model, "block_info", None)
+    if not info:
+        raise ValueError(f"model {model.name!r} carries no block boundaries (they are not saved in "
+                         "files); build it with keras_mobilenets and load the weights into it")
+    return [(b.output, b.layers) for b in info]
+
+
+def set_trainable(model, trainable_blocks="all", train_batchnorm=False):
+    """Freeze the backbone except its top `trainable_blocks` blocks; the head stays trainable.
+
+    BatchNormalization layers stay frozen (inference mode, moving statistics kept) unless
+    `train_batchnorm=True`. Returns the names of the trainable backbone layers.
+    """
+    all_blocks = blocks(model)
+    backbone = {name for _, names in all_blocks for name in names}
+    if trainable_blocks == "all":
+        top = backbone
+    else:
+        _check_int("trainable_blocks", trainable_blocks, 0, 'or "all"')
+        top = {n for _, names in all_blocks[len(all_blocks) - trainable_blocks:] for n in names} \
+            if trainable_blocks else set()
+    trainable = []
+    for layer in model.layers:
+        if layer.name not in backbone:
+            layer.trainable = True
+            continue
+        is_bn = type(layer).__name__ == "BatchNormalization"
+        layer.trainable = layer.name in top and (train_batchnorm or not is_bn)
+        if layer.trainable and layer.weights:
+            trainable.append(layer.name)
+    return trainable
+
+
+def no_decay_variables(model):
+    """Depthwise kernels (V1 paper: little or no weight decay on them), biases and BatchNorm parameters."""
+    excluded = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        for variable in layer.trainable_weights:
+            name = variable.name.split("/")[-1].split(":")[0]
+            if kind in ("DepthwiseConv2D", "BatchNormalization") or name == "bias":
+                excluded.append(variable)
+    return excluded
+
+
+def compile_model(model, learning_rate, steps, warmup_steps=0, weight_decay=1e-4, label_smoothing=0.1):
+    """AdamW on a cosine schedule with linear warm-up, label-smoothed cross-entropy, accuracy."""
+    keras = flavor_of(model).keras
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup_steps else learning_rate, decay_steps=max(1, steps - warmup_steps),
+        warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=metrics)
+    return model
+
+
+# --------------------------------------------------------------------------------------- fitting
+
+@dataclass
+class FitResult:
+    """What `fit` produced: the model holding the best weights, the run folder's files, history rows."""
+
+    model: object
+    history: list
+    best_weights: str | None
+    monitor: str
+    best: float | None
+    epochs_run: int
+    files: dict = field(default_factory=dict)
+
+
+def _one_hot(dataset, num_classes, distributed):
+    import tensorflow as tf
+
+    if dataset is None:
+        return None
+    dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+    if distributed:  # shard batches, not files: our pipelines read one list of files
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return dataset
+
+
+def read_history(path):
+    """Rows of a CSVLogger file, one per epoch (a row repeated by a resume keeps its last copy)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        rows = {}
+        for row in csv.DictReader(handle):  # CSVLogger writes NA for a metric an epoch did not have
+            rows[int(row["epoch"])] = {k: (int(v) if k == "epoch" else float(v))
+                                       for k, v in row.items() if v not in ("NA", "")}
+    return [rows[k] for k in sorted(rows)]
+
+
+def _state(out_dir):
+    path = os.path.join(out_dir, "state.json")
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    return {}
+
+
+def _write_json(path, payload):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def _callbacks(keras, out_dir, stage, monitor, best, recipe, verbose):
+    callbacks = [keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup", stage))]
+    callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
+    callbacks.append(keras.callbacks.ModelCheckpoint(
+        os.path.join(out_dir, "best.weights.h5"), monitor=monitor, mode="max", save_best_only=True,
+        save_weights_only=True, initial_value_threshold=best, verbose=verbose))
+    if recipe.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
+                                                       patience=recipe.early_stopping_patience))
+    if recipe.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")))
+    return callbacks
+
+
+def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1):
+    """Run the recipe on `model` with `data` (an `ImageData`), keeping everything in `out_dir`.
+
+    Re-running the same call on the same `out_dir` after a crash resumes: BackupAndRestore restores the
+    last finished epoch (weights, optimizer, schedule); a finished stage 1 is not repeated. The model
+    comes back holding the best weights (by validation accuracy when there is a validation split).
+    Create the model inside `strategy.scope()` when you pass a strategy.
+    """
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"recipe={recipe!r} is not allowed: recipe must be a keras_mobilenets.training.Recipe")
+    if not includes_preprocessing(model):
+        raise ValueError(f"model {model.name!r} takes [-1, 1] pixels but the pipelines feed [0, 255]; "
+                         "use create_classifier or add_head (the model carries its own preprocessing)")
+    classes = model.outputs[0].shape[-1]
+    if classes != data.num_classes:
+        raise ValueError(f"model {model.name!r} has {classes} outputs but the data has "
+                         f"{data.num_classes} classes {data.class_names[:10]}")
+    os.makedirs(out_dir, exist_ok=True)
+    keras = flavor_of(model).keras
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    train = _one_hot(data.train, data.num_classes, strategy is not None)
+    validation = _one_hot(data.validation, data.num_classes, strategy is not None)
+    monitor = "val_accuracy" if validation is not None else "accuracy"
+    steps = math.ceil(data.counts["train"] / data.batch_size)
+    history_path = os.path.join(out_dir, "history.csv")
+    state = _state(out_dir)
+
+    # From scratch (freeze_backbone=False) every layer trains, BatchNorm included.
+    stages = [("stage1", 0, recipe.epochs, recipe.learning_rate,
+               0 if recipe.freeze_backbone else "all", not recipe.freeze_backbone)]
+    if recipe.fine_tune_epochs:
+        stages.append(("stage2", recipe.epochs, recipe.epochs + recipe.fine_tune_epochs,
+                       recipe.fine_tune_learning_rate, recipe.fine_tune_blocks, recipe.train_batchnorm))
+    for stage, first, last, learning_rate, trainable_blocks, train_bn in stages:
+        done_weights = os.path.join(out_dir, f"{stage}.weights.h5")
+        if state.get(stage) == "done":
+            model.load_weights(done_weights)
+            continue
+        set_trainable(model, trainable_blocks, train_bn)
+        with scope:
+            compile_model(model, learning_rate, steps * (last - first),
+                          warmup_steps=int(round(recipe.warmup_epochs * steps)) if stage == "stage1" else 0,
+                          weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing)
+        rows = read_history(history_path)
+        best = max((r[monitor] for r in rows if monitor in r), default=None)
+        model.fit(train, validation_data=validation, epochs=last, initial_epoch=first,
+                  callbacks=_callbacks(keras, out_dir, stage, monitor, best, recipe, verbose),
+                  verbose=verbose)
+        model.save_weights(done_weights)
+        state[stage] = "done"
+        _write_json(os.path.join(out_dir, "state.json"), state)
+
+    rows = read_history(history_path)
+    best_path = os.path.join(out_dir, "best.weights.h5")
+    best = max((r[monitor] for r in rows if monitor in r), default=None)
+    if os.path.exists(best_path):
+        model.load_weights(best_path)
+    return FitResult(model, rows, best_path if os.path.exists(best_path) else None, monitor, best,
+                     len(rows), {"history": history_path, "state": os.path.join(out_dir, "state.json")})
+
+
+def evaluate(model, dataset, class_names):
+    """Accuracy, per-class accuracy and the confusion matrix of `model` on a (pixels, label) dataset."""
+    truth, predicted = [], []
+    for images, labels in dataset:
+        probs = model(images, training=False)
+        predicted.append(np.argmax(np.asarray(probs), axis=-1))
+        truth.append(np.asarray(labels))
+    truth = np.concatenate(truth)
+    predicted = np.concatenate(predicted)
+    n = len(class_names)
+    matrix = np.zeros((n, n), np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    per_class = {name: float(matrix[i, i] / max(1, matrix[i].sum())) for i, name in enumerate(class_names)}
+    return {"accuracy": float((truth == predicted).mean()), "images": int(len(truth)),
+            "per_class_accuracy": per_class, "confusion_matrix": matrix.tolist()}

@@ -1,0 +1,150 @@
+"""The transfer-learning recipe: flat heads, freezing by block, BatchNorm frozen, the optimizer's options,
+mixed precision, and the acceptance check that transfer beats training from scratch on real digits."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from keras_mobilenets import data as kd
+from keras_mobilenets import training as kt
+
+
+def _backbone_weights(model):
+    head = set(kt.HEAD_LAYERS)
+    return {w.path: np.array(w) for layer in model.layers if layer.name not in head for w in layer.weights}
+
+
+def test_head_is_flat_and_keeps_block_boundaries():
+    model = kt.create_classifier("v3-small", 7, alpha=0.75, image_size=64)
+    assert not any(hasattr(layer, "layers") for layer in model.layers)  # no nested model
+    assert model.output.shape[-1] == 7 and model.layers[-1].name == "head_softmax"
+    assert model.layers[1].name == "rescaling" and len(kt.blocks(model)) == 13
+    # a second head on a trained classifier replaces the first one, reusing the backbone layers
+    again = kt.add_head(model, 3)
+    assert again.output.shape[-1] == 3 and again.get_layer("conv") is model.get_layer("conv")
+    plain = kt.create_classifier("v2", 4, alpha=0.35, image_size=32)
+    assert plain.get_layer("out_relu").output.shape[-1] == 1280  # V2 keeps its 1280-channel last conv
+    from keras_mobilenets import MobileNetV2
+
+    with pytest.raises(ValueError, match="include_preprocessing=True"):
+        kt.add_head(MobileNetV2(weights=None, input_shape=(32, 32, 3)), 3)
+    with pytest.raises(ValueError, match="num_classes"):
+        kt.add_head(plain, 1)
+
+
+def test_set_trainable_unfreezes_top_blocks_and_keeps_batchnorm_frozen():
+    model = kt.create_classifier("v2", 5, alpha=0.35, image_size=32)
+    assert kt.set_trainable(model, 0) == []
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"head_logits"}
+    names = kt.set_trainable(model, 2)
+    top = [n for _, layers in kt.blocks(model)[-2:] for n in layers]
+    assert set(names) == {n for n in top if not n.endswith("_BN") and not n.endswith("_bn")
+                          and model.get_layer(n).weights}
+    assert "Conv_1" in names and "block_16_project" in names and "block_15_project" not in names
+    assert not any(type(model.get_layer(n)).__name__ == "BatchNormalization" for n in names)
+    names = kt.set_trainable(model, 2, train_batchnorm=True)
+    assert "Conv_1_bn" in names
+    with pytest.raises(ValueError, match="trainable_blocks"):
+        kt.set_trainable(model, -1)
+
+
+def test_optimizer_schedule_and_weight_decay_exclusions():
+    model = kt.create_classifier("v1", 3, alpha=0.25, image_size=32)
+    kt.set_trainable(model, "all", train_batchnorm=True)
+    kt.compile_model(model, 0.01, steps=100, warmup_steps=10, weight_decay=1e-4, label_smoothing=0.1)
+    schedule = model.optimizer._learning_rate
+    rates = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    assert rates[0] == 0 and rates[1] == pytest.approx(0.005) and rates[2] == pytest.approx(0.01)
+    assert rates[3] == pytest.approx(0.005, rel=1e-3) and rates[4] == pytest.approx(0.0, abs=1e-8)
+    decayed = {v.path: model.optimizer._use_weight_decay(v) for v in model.trainable_variables}
+    assert decayed["conv_pw_1/kernel"] and decayed["head_logits/kernel"]
+    assert not decayed["conv_dw_1/kernel"] and not decayed["conv_dw_1_bn/gamma"]
+    assert not decayed["head_logits/bias"]
+    assert model.loss.label_smoothing == 0.1
+    with pytest.raises(ValueError, match="label_smoothing"):
+        kt.Recipe(label_smoothing=1.5)
+    with pytest.raises(ValueError, match="epochs"):
+        kt.Recipe(epochs=0)
+
+
+@pytest.fixture(scope="module")
+def digit_arrays():
+    digits = load_digits()
+    return np.round(digits.images * 255 / 16).astype(np.uint8), digits.target
+
+
+def test_frozen_stage_changes_only_the_head(tmp_path, digit_arrays):
+    images, labels = digit_arrays
+    data = kd.from_arrays(images[:300], labels[:300], 32, batch_size=64, validation_split=0.2,
+                          augmentation=None, crop_fraction=1.0)
+    model = kt.create_classifier("v2", 10, alpha=0.35, image_size=32)
+    before = _backbone_weights(model)
+    head = np.array(model.get_layer("head_logits").kernel)
+    kt.fit(model, data, str(tmp_path / "run"), kt.Recipe(epochs=1, tensorboard=False), verbose=0)
+    after = _backbone_weights(model)
+    assert before.keys() == after.keys()
+    for path in before:  # BatchNorm moving statistics included: frozen BN runs in inference mode
+        np.testing.assert_array_equal(before[path], after[path], err_msg=path)
+    assert not np.array_equal(head, np.array(model.get_layer("head_logits").kernel))
+
+
+@pytest.mark.parametrize("policy, compute", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
+def test_mixed_precision_keeps_float32_outputs(policy, compute, tmp_path, digit_arrays):
+    import keras
+
+    model = kt.create_classifier("v2", 10, alpha=0.35, image_size=32, mixed_precision=policy)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
+    assert model.get_layer("block_1_depthwise").compute_dtype == compute
+    assert model.get_layer("head_logits").compute_dtype == "float32" and model.output.dtype == "float32"
+    if policy == "mixed_float16":  # float16 kernels are slow on CPU: check the loss scaling only
+        kt.compile_model(model, 1e-3, steps=10)
+        assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+        return
+    images, labels = digit_arrays
+    data = kd.from_arrays(images[:128], labels[:128], 32, batch_size=32, validation_split=0.25,
+                          augmentation=None, crop_fraction=1.0)
+    result = kt.fit(model, data, str(tmp_path / policy),
+                    kt.Recipe(epochs=2, freeze_backbone=False, tensorboard=False), verbose=0)
+    assert len(result.history) == 2 and np.isfinite([r["loss"] for r in result.history]).all()
+
+
+def _accuracy(model, images, labels):
+    data = kd.from_arrays(images, labels, 32, validation_split=0.0, augmentation=None, crop_fraction=1.0)
+    return kt.evaluate(model, data.train, data.class_names)["accuracy"]
+
+
+def test_transfer_from_digits_0_4_beats_scratch_on_10_percent_of_5_9(tmp_path, digit_arrays):
+    """Acceptance: a backbone trained on 0-4 gets a new head on 10% of 5-9's training images (stage 1
+    frozen, stage 2 unfrozen with BatchNorm still frozen) and beats the same network trained from scratch
+    on that 10% for the same number of epochs."""
+    images, labels = digit_arrays
+    augmentation = kd.Augmentation(crop_scale=(0.6, 1.0), flip=False)
+    first = labels < 5
+    source = kd.from_arrays(images[first], labels[first], 32, batch_size=32, validation_split=0.1,
+                            augmentation=augmentation, crop_fraction=1.0, seed=1)
+    base = kt.create_classifier("v2", 5, alpha=0.35, image_size=32, bn_momentum=0.9)
+    kt.fit(base, source, str(tmp_path / "source"),
+           kt.Recipe(epochs=12, freeze_backbone=False, learning_rate=5e-3, tensorboard=False), verbose=0)
+
+    second = ~first
+    x, y = images[second], labels[second] - 5
+    train_part, test_part = kd.split_indices(y, (0.3,), seed=0)[0], kd.split_indices(y, (0.3,), seed=0)[1]
+    few = train_part[kd.split_indices(y[train_part], (0.9,), seed=0)[0]]  # 10% of the training images
+    assert 0.09 <= len(few) / len(train_part) <= 0.11 and not set(few) & set(test_part)
+    target = kd.from_arrays(x[few], y[few], 32, batch_size=16, validation_split=0.0,
+                            augmentation=augmentation, crop_fraction=1.0, seed=2)
+    epochs = 30
+
+    transfer = kt.add_head(base, 5)
+    kt.fit(transfer, target, str(tmp_path / "transfer"),
+           kt.Recipe(epochs=10, fine_tune_epochs=epochs - 10, fine_tune_blocks="all", learning_rate=1e-2,
+                     fine_tune_learning_rate=2e-3, tensorboard=False), verbose=0)
+    scratch = kt.create_classifier("v2", 5, alpha=0.35, image_size=32, bn_momentum=0.9)
+    kt.fit(scratch, target, str(tmp_path / "scratch"),
+           kt.Recipe(epochs=epochs, freeze_backbone=False, learning_rate=5e-3, tensorboard=False),
+           verbose=0)
+    transfer_accuracy = _accuracy(transfer, x[test_part], y[test_part])
+    scratch_accuracy = _accuracy(scratch, x[test_part], y[test_part])
+    print(f"\ndigits 5-9, {len(few)} training images, {len(test_part)} test images: "
+          f"transfer {transfer_accuracy:.4f}, scratch {scratch_accuracy:.4f}")
+    assert transfer_accuracy > scratch_accuracy + 0.1
