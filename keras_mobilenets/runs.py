@@ -128,7 +128,9 @@ def _check_resume(out_dir, config, overwrite):
     """True when out_dir holds a finished run of this config; raise if it holds another run."""
     path = os.path.join(out_dir, "config.json")
     if not os.path.exists(path):
-        if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        others = [e for e in os.listdir(out_dir) if not e.startswith(".worker-")] \
+            if os.path.isdir(out_dir) else []  # other workers of a multi-worker run may be first
+        if others and not overwrite:
             raise FileExistsError(f"out={out_dir!r} exists and is not a keras-mobilenets run folder; "
                                   "choose another folder or pass overwrite=True (--overwrite)")
         return False
@@ -159,12 +161,20 @@ def _save_model(model, path):
     os.replace(tmp, path)
 
 
-def to_keras(model, config, num_classes):
-    """The same classifier as a Keras 3 model (weights copied), for a run trained in tf_keras."""
+def to_keras(model, config, num_classes, weights_path=None):
+    """The same classifier as a Keras 3 model, for a run trained in tf_keras.
+
+    The weights come from the file fit wrote (legacy .h5, which Keras 3 reads), not from the live
+    multi-worker model: reading its SyncOnRead variables would start collectives the other workers,
+    already finished, never join.
+    """
     if flavor_of(model).name == "keras":
         return model
     keras_model = build_classifier(config, num_classes, flavor="keras")
-    keras_model.set_weights(model.get_weights())
+    if weights_path is None:
+        keras_model.set_weights(model.get_weights())
+    else:
+        keras_model.load_weights(weights_path)
     return keras_model
 
 
@@ -200,9 +210,10 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
     started = time.perf_counter()
     result = training.fit(model, data, work_dir, config.recipe, strategy=strategy, verbose=verbose)
     seconds = time.perf_counter() - started
-    model = to_keras(result.model, config, data.num_classes)
     if not chief:
-        return RunResult(out_dir, model, {}, resumed=resumed)
+        return RunResult(out_dir, None, {}, resumed=resumed)
+    final_weights = result.best_weights or training.weights_file(model, work_dir, result.last_stage)
+    model = to_keras(result.model, config, data.num_classes, final_weights)
 
     metrics = {"config": config.to_json(), "class_names": list(data.class_names), "counts": data.counts,
                "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
@@ -234,7 +245,7 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
 
 def _best_epoch(rows, monitor):
     scored = [(r[monitor], r["epoch"]) for r in rows if monitor in r]
-    return int(max(scored)[1]) + 1 if scored else None
+    return int(max(scored, key=lambda t: (t[0], -t[1]))[1]) + 1 if scored else None  # first best
 
 
 def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_dir=None):

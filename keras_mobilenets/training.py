@@ -221,6 +221,7 @@ class FitResult:
     monitor: str
     best: float | None
     epochs_run: int
+    last_stage: str = "stage1"
     files: dict = field(default_factory=dict)
 
 
@@ -264,11 +265,38 @@ def _write_json(path, payload):
     os.replace(tmp, path)
 
 
-def _callbacks(keras, out_dir, stage, monitor, best, recipe, verbose):
+def weights_file(model, out_dir, stem):
+    """Keras 3 writes `<stem>.weights.h5`; tf_keras writes the legacy `<stem>.h5` layout (see _restore)."""
+    return os.path.join(out_dir, stem + (".weights.h5" if flavor_of(model).name == "keras" else ".h5"))
+
+
+def _multi_worker(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is not None and len(resolver.cluster_spec().as_dict()) > 0
+
+
+def _restore(model, path):
+    """Load a weights file fit wrote. tf_keras files are read into numpy first: tf_keras' own h5 loader
+    cannot assign to the SyncOnRead (BatchNorm statistic) variables of a multi-worker model."""
+    if flavor_of(model).name == "keras":
+        model.load_weights(path)
+        return
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        values = [np.asarray(handle[layer.name][name])
+                  for layer in model.layers if layer.weights
+                  for name in (n.decode() if isinstance(n, bytes) else n
+                               for n in handle[layer.name].attrs["weight_names"])]
+    model.set_weights(values)
+
+
+def _callbacks(model, out_dir, stage, monitor, best, recipe, verbose):
+    keras = flavor_of(model).keras
     callbacks = [keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup", stage))]
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
     callbacks.append(keras.callbacks.ModelCheckpoint(
-        os.path.join(out_dir, "best.weights.h5"), monitor=monitor, mode="max", save_best_only=True,
+        weights_file(model, out_dir, "best"), monitor=monitor, mode="max", save_best_only=True,
         save_weights_only=True, initial_value_threshold=best, verbose=verbose))
     if recipe.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
@@ -296,7 +324,6 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1):
         raise ValueError(f"model {model.name!r} has {classes} outputs but the data has "
                          f"{data.num_classes} classes {data.class_names[:10]}")
     os.makedirs(out_dir, exist_ok=True)
-    keras = flavor_of(model).keras
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     train = _one_hot(data.train, data.num_classes, strategy is not None)
     validation = _one_hot(data.validation, data.num_classes, strategy is not None)
@@ -312,9 +339,9 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1):
         stages.append(("stage2", recipe.epochs, recipe.epochs + recipe.fine_tune_epochs,
                        recipe.fine_tune_learning_rate, recipe.fine_tune_blocks, recipe.train_batchnorm))
     for stage, first, last, learning_rate, trainable_blocks, train_bn in stages:
-        done_weights = os.path.join(out_dir, f"{stage}.weights.h5")
+        done_weights = weights_file(model, out_dir, stage)
         if state.get(stage) == "done":
-            model.load_weights(done_weights)
+            _restore(model, done_weights)
             continue
         set_trainable(model, trainable_blocks, train_bn)
         with scope:
@@ -324,19 +351,19 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1):
         rows = read_history(history_path)
         best = max((r[monitor] for r in rows if monitor in r), default=None)
         model.fit(train, validation_data=validation, epochs=last, initial_epoch=first,
-                  callbacks=_callbacks(keras, out_dir, stage, monitor, best, recipe, verbose),
+                  callbacks=_callbacks(model, out_dir, stage, monitor, best, recipe, verbose),
                   verbose=verbose)
         model.save_weights(done_weights)
         state[stage] = "done"
         _write_json(os.path.join(out_dir, "state.json"), state)
 
     rows = read_history(history_path)
-    best_path = os.path.join(out_dir, "best.weights.h5")
+    best_path = weights_file(model, out_dir, "best")
     best = max((r[monitor] for r in rows if monitor in r), default=None)
-    if os.path.exists(best_path):
-        model.load_weights(best_path)
+    if os.path.exists(best_path) and not _multi_worker(strategy):
+        _restore(model, best_path)  # (one worker alone must not touch synced variables: see runs.to_keras)
     return FitResult(model, rows, best_path if os.path.exists(best_path) else None, monitor, best,
-                     len(rows), {"history": history_path, "state": os.path.join(out_dir, "state.json")})
+                     len(rows), stages[-1][0], {"history": history_path, "state": os.path.join(out_dir, "state.json")})
 
 
 def evaluate(model, dataset, class_names):

@@ -1,0 +1,177 @@
+"""`keras-mobilenets train` / `evaluate` as separate processes: the run folder's files, resuming after
+SIGKILL, refusing to mix settings, and tf.distribute (MirroredStrategy on two logical CPUs, a two-process
+MultiWorkerMirroredStrategy on loopback ports through tf_keras)."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from keras_mobilenets.datasets import digits
+
+TINY = ["--arch", "v2", "--alpha", "0.35", "--image-size", "32", "--no-flip", "--min-crop", "0.6",
+        "--crop-fraction", "1.0", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    return digits(tmp_path_factory.mktemp("cli") / "digits")
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", **extra)
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _train(args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "train", *args],
+                          capture_output=True, text=True, env=_env(), timeout=600, **kwargs)
+
+
+def _history(run):
+    with open(os.path.join(run, "history.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_train_writes_the_run_and_resumes_after_sigkill(tmp_path, digits_dir):
+    run = str(tmp_path / "run")
+    args = ["--data", str(digits_dir), *TINY, "--epochs", "3", "--out", run]
+    process = subprocess.Popen([sys.executable, "-m", "keras_mobilenets.cli", "train", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
+    history = os.path.join(run, "history.csv")
+    deadline = time.time() + 400
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(history) and len(_history(run)) >= 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside epoch 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    before = _history(run)
+    assert 1 <= len(before) < 3 and not os.path.exists(os.path.join(run, "metrics.json"))
+
+    resumed = _train(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Epoch {len(before) + 1}/3" in resumed.stdout and "Epoch 1/3" not in resumed.stdout
+    after = _history(run)
+    assert [int(r["epoch"]) for r in after] == [0, 1, 2]  # same epoch count, no epoch twice
+    assert after[:len(before)] == before
+
+    for name in ("best.keras", "metrics.json", "history.csv", "training_curves.png",
+                 "confusion_matrix.png", "labels.txt", "split.json", "config.json"):
+        assert os.path.getsize(os.path.join(run, name)) > 0, name
+    with open(os.path.join(run, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert metrics["epochs"] == 3 and metrics["resumed"] is True
+    assert metrics["counts"] == {"train": 1259, "validation": 179, "test": 359}
+    best = max(float(r["val_accuracy"]) for r in after)
+    assert metrics["best"] == pytest.approx(best) and metrics["validation"]["accuracy"] == pytest.approx(best)
+
+    # evaluate, a new process reading best.keras and the stored test split, agrees with metrics.json
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "evaluate",
+                          os.path.join(run, "best.keras")], capture_output=True, text=True, env=_env(),
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(os.path.join(run, "evaluation_test.json")) as handle:
+        evaluation = json.load(handle)
+    assert evaluation["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert evaluation["confusion_matrix"] == metrics["test"]["confusion_matrix"]
+
+    # a finished run is reported, not retrained; other settings in the same folder are refused
+    again = _train(args)
+    assert again.returncode == 0 and "already holds this finished run" in again.stdout
+    assert _history(run) == after
+    other = _train(["--data", str(digits_dir), *TINY, "--epochs", "4", "--out", run])
+    assert other.returncode == 2 and "epochs" in other.stderr and "--overwrite" in other.stderr
+
+
+def test_train_refuses_a_folder_that_is_not_a_run_and_bad_data(tmp_path, digits_dir):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("keep me")
+    taken = _train(["--data", str(digits_dir), *TINY, "--epochs", "1", "--out", str(tmp_path / "taken")])
+    assert taken.returncode == 2 and "not a keras-mobilenets run folder" in taken.stderr
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "keep me"
+    bad = tmp_path / "bad"
+    for name in ("a", "b"):
+        (bad / name).mkdir(parents=True)
+        (bad / name / "x.jpg").write_bytes(b"")
+    failed = _train(["--data", str(bad), *TINY, "--epochs", "1", "--strict", "--out", str(tmp_path / "r")])
+    assert failed.returncode == 2 and "x.jpg" in failed.stderr and "empty file" in failed.stderr
+
+
+MIRRORED = """
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_mobilenets.runs import RunConfig, train_run
+from keras_mobilenets.training import Recipe
+config = RunConfig(data=sys.argv[1], arch="v2", alpha=0.35, image_size=32, batch_size=64, flip=False,
+                   crop_scale=(0.6, 1.0), crop_fraction=1.0, bn_momentum=0.9, strategy="mirrored",
+                   recipe=Recipe(epochs=3, freeze_backbone=False, learning_rate=5e-3, tensorboard=False))
+result = train_run(sys.argv[2], config, verbose=0)
+print("replicas", result.metrics["replicas"])
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, digits_dir):
+    run = str(tmp_path / "mirrored")
+    out = subprocess.run([sys.executable, "-c", MIRRORED, str(digits_dir), run], capture_output=True,
+                         text=True, env=_env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "replicas 2" in out.stdout
+    rows = _history(run)
+    assert len(rows) == 3 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    with open(os.path.join(run, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert metrics["replicas"] == 2 and float(rows[-1]["accuracy"]) > float(rows[0]["accuracy"])
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_training_in_two_processes_returns_a_keras3_model(tmp_path, digits_dir):
+    run = str(tmp_path / "multi")
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    args = [sys.executable, "-m", "keras_mobilenets.cli", "train", "--data", str(digits_dir), *TINY,
+            "--epochs", "2", "--strategy", "multi-worker", "--out", run]
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          env=_env(TF_CONFIG=tf_config)))
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    # synchronous all-reduce: both workers end with the same weights
+    with h5py.File(os.path.join(run, "stage1.h5")) as chief, \
+            h5py.File(os.path.join(run, ".worker-1", "stage1.h5")) as worker:
+        names = []
+        chief.visit(lambda n: names.append(n) if isinstance(chief[n], h5py.Dataset) else None)
+        assert len(names) > 100
+        for name in names:
+            np.testing.assert_array_equal(chief[name][()], worker[name][()], err_msg=name)
+    model = keras.saving.load_model(os.path.join(run, "best.keras"))  # handed back as Keras 3
+    assert type(model).__module__.startswith("keras")
+    with open(os.path.join(run, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert metrics["replicas"] == 2 and metrics["epochs"] == 2
+    assert len(_history(run)) == 2
