@@ -1,0 +1,209 @@
+"""TFLite conversion in every mode, through a SavedModel, ending in a parity report run with LiteRT.
+
+Modes: float32, float16, dynamic (dynamic-range weights), int8 (full-integer post-training quantization
+with a representative dataset) and qat-int8 (a `quantize_model` model). The file is written only after
+the report passes: below `min_top1_agreement` the call raises and nothing is left at `path`.
+"""
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MODES = ("float32", "float16", "dynamic", "int8", "qat-int8")
+IO_TYPES = ("float32", "int8", "uint8")
+
+
+class ParityError(ValueError):
+    """The converted model disagrees with its source more than allowed; carries the report."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class TFLiteReport:
+    path: str
+    mode: str
+    size_bytes: int
+    max_abs_diff: float
+    top1_agreement: float
+    samples: int
+    non_int8_ops: list = field(default_factory=list)
+    conversion_seconds: float = 0.0
+
+    def __str__(self):
+        ops = ", ".join(self.non_int8_ops) if self.non_int8_ops else "none"
+        return (f"{self.mode}: {self.size_bytes / 1e6:.2f} MB, top-1 agreement {self.top1_agreement:.4f} "
+                f"on {self.samples} images, max |diff| {self.max_abs_diff:.4f}, non-int8 ops: {ops}, "
+                f"converted in {self.conversion_seconds:.1f} s")
+
+
+def _images(source, limit):
+    """Up to `limit` [0, 255] float32 images from an array or a (pixels, label) batched dataset."""
+    if source is None:
+        return None
+    if isinstance(source, np.ndarray):
+        return source[:limit].astype(np.float32)
+    batches, count = [], 0
+    for item in source:
+        pixels = item[0] if isinstance(item, (tuple, list)) else item
+        batches.append(np.asarray(pixels, np.float32))
+        count += len(batches[-1])
+        if count >= limit:
+            break
+    return np.concatenate(batches)[:limit]
+
+
+def _saved_model(model, folder):
+    """Write a SavedModel whose serving_default takes one [0, 255] image (batch 1).
+
+    Keras 3 goes through keras.export.ExportArchive (plain tf.saved_model.save would leave its weights
+    as variables in the TFLite file), tf_keras (QAT) models through tf.saved_model.save.
+    """
+    import tensorflow as tf
+
+    from keras_mobilenets.flavors import flavor_of
+
+    height, width, channels = (int(d) for d in model.inputs[0].shape[1:])
+    spec = tf.TensorSpec([1, height, width, channels], tf.float32, name="images")
+
+    def serve(images):
+        return {"probabilities": model(images, training=False)}
+
+    if flavor_of(model).name == "keras":
+        import keras
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", serve, input_signature=[spec])
+        archive.write_out(folder, verbose=False)
+        return folder
+    module = tf.Module()
+    module.model = model
+    module.serve = tf.function(serve, input_signature=[spec])
+    tf.saved_model.save(module, folder, signatures={"serving_default": module.serve})
+    return folder
+
+
+def convert(model, mode="float32", representative=None, input_type="float32", output_type="float32",
+            representative_count=100):
+    """TFLite flatbuffer bytes of `model` in `mode` (see the module docstring)."""
+    import tensorflow as tf
+
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not allowed: mode must be one of {MODES}")
+    for name, value in (("input_type", input_type), ("output_type", output_type)):
+        if value not in IO_TYPES:
+            raise ValueError(f"{name}={value!r} is not allowed: {name} must be one of {IO_TYPES}")
+        if value != "float32" and mode not in ("int8", "qat-int8"):
+            raise ValueError(f"{name}={value!r} is not allowed with mode={mode!r}: integer inputs and "
+                             "outputs need mode 'int8' or 'qat-int8'")
+    is_qat = any(type(layer).__name__ == "QuantizeWrapperV2" for layer in model.layers)
+    if mode == "qat-int8" and not is_qat:
+        raise ValueError("mode='qat-int8' is not allowed for a model without QAT wrappers: use "
+                         "keras_mobilenets.quantization.quantize_model first, or mode='int8' for PTQ")
+    images = _images(representative, representative_count)
+    if mode == "int8" and images is None:
+        raise ValueError("mode='int8' needs representative: [0, 255] images (array or pipeline) that "
+                         "calibrate the activation ranges")
+    with tempfile.TemporaryDirectory() as folder:
+        converter = tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, folder),
+                                                             signature_keys=["serving_default"])
+        if mode != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if mode == "int8":
+            converter.representative_dataset = lambda: ([image[None]] for image in images)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if mode in ("int8", "qat-int8"):
+            converter.inference_input_type = getattr(tf, input_type)
+            converter.inference_output_type = getattr(tf, output_type)
+        return converter.convert()
+
+
+def run_tflite(content, images, num_threads=2):
+    """Float outputs of a TFLite model (bytes or path) on [0, 255] images, one at a time, with LiteRT."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from ai_edge_litert.interpreter import OpResolverType
+
+    kwargs = {"model_content": content} if isinstance(content, bytes) else {"model_path": content}
+    # without the default XNNPACK delegate, so the op list (non_int8_ops) shows the model's own ops
+    interpreter = Interpreter(num_threads=num_threads,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                              **kwargs)
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]
+    target = interpreter.get_output_details()[0]
+    outputs = []
+    for image in images:
+        x = image[None]
+        if source["dtype"] != np.float32:
+            scale, zero = source["quantization"]
+            info = np.iinfo(source["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(source["dtype"])
+        interpreter.set_tensor(source["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(target["index"]).astype(np.float32)
+        if target["dtype"] != np.float32:
+            scale, zero = target["quantization"]
+            y = (y - zero) * scale
+        outputs.append(y[0])
+    return np.stack(outputs), interpreter
+
+
+def non_int8_ops(interpreter):
+    """"OP (output tensor name)" for each op that computes in float (QUANTIZE/DEQUANTIZE excluded)."""
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    found = []
+    for op in interpreter._get_ops_details():  # LiteRT's only op listing
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        floats = [tensors[i]["name"] for i in op["outputs"] if i in tensors and tensors[i]["dtype"] == np.float32]
+        if floats:
+            found.append(f"{op['op_name']} ({floats[0]})")
+    return found
+
+
+def export_tflite(model, path, mode="float32", representative=None, sample=None, input_type="float32",
+                  output_type="float32", min_top1_agreement=0.98, num_threads=2, overwrite=False,
+                  reference=None):
+    """Convert, compare with `reference` (default: `model`) on `sample`, write `path`; a TFLiteReport.
+
+    `sample` and `representative`: [0, 255] images (arrays or our pipelines). Without `sample` the
+    representative images are used. The call raises `ParityError` (and writes nothing) when top-1
+    agreement is below `min_top1_agreement`.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it")
+    if not 0 <= min_top1_agreement <= 1:
+        raise ValueError(f"min_top1_agreement={min_top1_agreement!r} is not allowed: must be in [0, 1]")
+    images = _images(sample if sample is not None else representative, 64)
+    if images is None:
+        raise ValueError("export_tflite needs sample (or representative) images for the parity report")
+    started = time.perf_counter()
+    content = convert(model, mode, representative, input_type, output_type)
+    seconds = time.perf_counter() - started
+    expected = np.asarray((reference or model)(images, training=False))
+    actual, interpreter = run_tflite(content, images, num_threads)
+    report = TFLiteReport(
+        path=path, mode=mode, size_bytes=len(content),
+        max_abs_diff=float(np.abs(actual - expected).max()),
+        top1_agreement=float((actual.argmax(-1) == expected.argmax(-1)).mean()), samples=len(images),
+        non_int8_ops=non_int8_ops(interpreter) if mode in ("int8", "qat-int8") else [],
+        conversion_seconds=round(seconds, 2))
+    if report.top1_agreement < min_top1_agreement:
+        raise ParityError(f"TFLite {mode} top-1 agreement {report.top1_agreement:.4f} is below "
+                          f"min_top1_agreement={min_top1_agreement}; nothing written. {report}", report)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tflite.tmp", delete=False) as handle:
+        handle.write(content)
+    os.replace(handle.name, path)
+    return report

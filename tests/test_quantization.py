@@ -1,0 +1,117 @@
+"""QAT through tf_keras + tfmot for every variant, and TFLite conversion with LiteRT parity reports."""
+
+import os
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from conftest import randomize_batchnorm
+from keras_mobilenets import data as kd
+from keras_mobilenets import quantization as q
+from keras_mobilenets import tflite
+from keras_mobilenets import training as kt
+
+VARIANTS = [("v1", False), ("v2", False), ("v3-large", False), ("v3-small", False), ("v3-large", True),
+            ("v3-small", True)]
+
+
+@pytest.fixture(scope="module")
+def digits_data():
+    d = load_digits()
+    pixels = np.round(d.images * 255 / 16).astype(np.uint8)
+    return kd.from_arrays(pixels, d.target, 32, batch_size=64, validation_split=0.0, test_split=0.2,
+                          augmentation=None, crop_fraction=1.0)
+
+
+@pytest.fixture(scope="module")
+def test_images(digits_data):
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in digits_data.test])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+@pytest.mark.parametrize("arch, minimal", VARIANTS)
+def test_tf_keras_copy_is_the_same_network(arch, minimal, photos):
+    import tensorflow as tf
+
+    model = kt.create_classifier(arch, 10, alpha=0.75 if arch != "v1" else 0.25, image_size=64,
+                                 minimalistic=minimal)
+    randomize_batchnorm(model)
+    copy = q.to_tf_keras(model)
+    assert type(copy).__module__.startswith("tf_keras")
+    assert [layer.name for layer in copy.layers] == [layer.name for layer in model.layers]
+    x = tf.image.resize(photos, (64, 64)).numpy()
+    np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch, minimal", VARIANTS)
+def test_qat_wraps_and_trains_every_variant(arch, minimal, digits_data):
+    import tensorflow as tf
+
+    model = kt.create_classifier(arch, 10, alpha=0.75 if arch != "v1" else 0.25, image_size=32,
+                                 minimalistic=minimal, bn_momentum=0.9)
+    qat = q.quantize_model(model)
+    wrapped = {layer.layer.name: type(layer.quantize_config).__name__ for layer in qat.layers
+               if type(layer).__name__ == "QuantizeWrapperV2"}
+    assert not {type(layer).__name__ for layer in qat.layers} & {"TFOpLambda", "Lambda"}
+    assert wrapped["rescaling"] == "Default8BitOutputQuantizeConfig"
+    if arch.startswith("v3") and not minimal:
+        hard = [n for n in wrapped if n.endswith(("hard_swish", "hard_sigmoid", "_mul"))]
+        assert hard and all(wrapped[n] == "Default8BitOutputQuantizeConfig" for n in hard)
+    kt.set_trainable(qat, "all", train_batchnorm=True)
+    kt.compile_model(qat, 1e-3, steps=3)
+    before = [np.array(w) for w in qat.trainable_weights]
+    history = qat.fit(digits_data.train.take(3).map(lambda x, y: (x, tf.one_hot(y, 10))), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert any(not np.array_equal(b, np.array(w)) for b, w in zip(before, qat.trainable_weights))
+
+
+@pytest.fixture(scope="module")
+def trained(digits_data, tmp_path_factory):
+    model = kt.create_classifier("v2", 10, alpha=0.35, image_size=32, bn_momentum=0.9)
+    kt.fit(model, digits_data, str(tmp_path_factory.mktemp("float")),
+           kt.Recipe(epochs=6, freeze_backbone=False, learning_rate=5e-3, tensorboard=False), verbose=0)
+    return model
+
+
+def test_ptq_modes_agree_with_the_float_model(trained, digits_data, test_images, tmp_path):
+    images, labels = test_images
+    float_accuracy = float((np.asarray(trained(images)).argmax(-1) == labels).mean())
+    assert float_accuracy > 0.5
+    reports = {}
+    for mode in ("float32", "float16", "dynamic", "int8"):
+        reports[mode] = tflite.export_tflite(trained, tmp_path / f"{mode}.tflite", mode=mode,
+                                             representative=digits_data.train, sample=images,
+                                             input_type="uint8" if mode == "int8" else "float32",
+                                             min_top1_agreement=0.9)
+        print(f"\n{reports[mode]}")
+    assert reports["float32"].max_abs_diff < 1e-4 and reports["float32"].top1_agreement == 1.0
+    assert reports["float16"].size_bytes < 0.6 * reports["float32"].size_bytes
+    # 0.39x for this 0.5 M-parameter network: per-tensor quantization metadata weighs on small files
+    assert reports["int8"].size_bytes <= 0.45 * reports["float32"].size_bytes
+    assert all("rescaling" in op for op in reports["int8"].non_int8_ops), reports["int8"]
+    outputs, _ = tflite.run_tflite(str(tmp_path / "int8.tflite"), images)  # the written file, reloaded
+    int8_accuracy = float((outputs.argmax(-1) == labels).mean())
+    assert int8_accuracy >= float_accuracy - 0.05
+
+
+def test_failing_parity_writes_nothing_and_bad_arguments_are_named(trained, test_images, tmp_path):
+    images, _ = test_images
+    other = kt.create_classifier("v2", 10, alpha=0.35, image_size=32)
+    randomize_batchnorm(other)
+    target = tmp_path / "model.tflite"
+    with pytest.raises(tflite.ParityError, match="top-1 agreement") as caught:
+        tflite.export_tflite(trained, target, sample=images, reference=other, min_top1_agreement=0.99)
+    assert caught.value.report.top1_agreement < 0.99 and not os.listdir(tmp_path)
+    tflite.export_tflite(trained, target, sample=images[:4])
+    with pytest.raises(FileExistsError):
+        tflite.export_tflite(trained, target, sample=images[:4])
+    with pytest.raises(ValueError, match="mode"):
+        tflite.export_tflite(trained, tmp_path / "x.tflite", mode="int4", sample=images[:4])
+    with pytest.raises(ValueError, match="qat-int8"):
+        tflite.export_tflite(trained, tmp_path / "x.tflite", mode="qat-int8", sample=images[:4])
+    with pytest.raises(ValueError, match="representative"):
+        tflite.export_tflite(trained, tmp_path / "x.tflite", mode="int8", sample=images[:4])
+    with pytest.raises(ValueError, match="input_type"):
+        tflite.export_tflite(trained, tmp_path / "x.tflite", mode="float16", input_type="int8",
+                             sample=images[:4])
