@@ -142,6 +142,62 @@ def _evaluate(args):
     return 0
 
 
+def _convert_data(args, model):
+    """(representative, sample) [0, 255] pipelines: the run's stored splits, or --data."""
+    import json
+
+    from keras_mobilenets import data as kd
+    from keras_mobilenets.datasets import digits
+
+    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+    run_dir = os.path.dirname(os.path.abspath(args.model))
+    if args.data is None and os.path.exists(os.path.join(run_dir, "split.json")):
+        with open(os.path.join(run_dir, "split.json")) as handle:
+            splits = json.load(handle)
+        with open(os.path.join(run_dir, "config.json")) as handle:
+            crop_fraction = json.load(handle)["crop_fraction"]
+        with open(os.path.join(run_dir, "labels.txt")) as handle:
+            names = handle.read().split("\n")[:-1]
+
+        def pipeline(files):
+            labels = [names.index(os.path.basename(os.path.dirname(f))) for f in files]
+            return kd.from_files(files, labels, names, size, 32, crop_fraction)
+
+        held_out = splits.get("test") or splits.get("validation")
+        return pipeline(splits["train"]), pipeline(held_out)
+    if args.data is None:
+        raise ValueError("--data is needed: the model is not in a run folder with a split.json")
+    folder = digits() if args.data == "digits" else args.data
+    data = kd.from_folder(folder, size, validation_split=0.2, augmentation=None)
+    return data.train, data.validation
+
+
+def _convert(args):
+    import keras
+
+    from keras_mobilenets.tflite import export_tflite
+
+    model = keras.saving.load_model(args.model)
+    representative, sample = _convert_data(args, model)
+    if args.mode == "qat-int8":
+        import tensorflow as tf
+
+        from keras_mobilenets import quantization, training
+
+        model = quantization.quantize_model(model)
+        classes = model.outputs[0].shape[-1]
+        training.set_trainable(model, "all", train_batchnorm=False)
+        training.compile_model(model, args.qat_lr, steps=1, label_smoothing=0.0)
+        model.fit(representative.map(lambda x, y: (x, tf.one_hot(y, classes))), epochs=args.qat_epochs,
+                  verbose=1)
+    report = export_tflite(model, args.out, mode=args.mode, representative=representative, sample=sample,
+                           input_type=args.input_type, output_type=args.output_type,
+                           min_top1_agreement=args.min_agreement, overwrite=args.overwrite)
+    print(f"wrote {args.out}")
+    print(report)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-mobilenets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +273,21 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=int, default=32)
     evaluate.add_argument("--out", help="where evaluation.json and the PNG go (default: next to the model)")
     evaluate.set_defaults(run=_evaluate)
+
+    convert = commands.add_parser("convert", help="TFLite file with a LiteRT parity report")
+    convert.add_argument("model", help="a .keras classifier (e.g. runs/NAME/best.keras)")
+    convert.add_argument("--mode", default="float32",
+                         choices=("float32", "float16", "dynamic", "int8", "qat-int8"))
+    convert.add_argument("--out", required=True, help="the .tflite file to write")
+    convert.add_argument("--data", help='image folder or "digits" (default: the run\'s stored splits)')
+    convert.add_argument("--input-type", default="float32", choices=("float32", "int8", "uint8"))
+    convert.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"))
+    convert.add_argument("--min-agreement", type=float, default=0.98,
+                         help="fail (and write nothing) below this top-1 agreement with the Keras model")
+    convert.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs (qat-int8)")
+    convert.add_argument("--qat-lr", type=float, default=1e-4)
+    convert.add_argument("--overwrite", action="store_true")
+    convert.set_defaults(run=_convert)
 
     repro = commands.add_parser("reproduce", help="check the papers' MACs and memory numbers")
     repro.set_defaults(run=_reproduce)

@@ -89,6 +89,15 @@ def test_train_writes_the_run_and_resumes_after_sigkill(tmp_path, digits_dir):
     assert evaluation["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert evaluation["confusion_matrix"] == metrics["test"]["confusion_matrix"]
 
+    # convert uses the run's stored splits: train images calibrate, test images check parity
+    tflite_path = str(tmp_path / "model.tflite")
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "convert",
+                          os.path.join(run, "best.keras"), "--mode", "float32", "--out", tflite_path],
+                         capture_output=True, text=True, env=_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "float32:" in out.stdout and "top-1 agreement 1.0000 on 64 images" in out.stdout
+    assert os.path.getsize(tflite_path) > 0
+
     # a finished run is reported, not retrained; other settings in the same folder are refused
     again = _train(args)
     assert again.returncode == 0 and "already holds this finished run" in again.stdout
