@@ -102,7 +102,7 @@ def _train(args):
     recipe = Recipe(
         epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_blocks="all" if args.fine_tune_blocks == "all" else int(args.fine_tune_blocks),
-        freeze_backbone=not from_scratch, train_batchnorm=args.train_batchnorm,
+        freeze_backbone=not from_scratch, train_batchnorm=True if args.train_batchnorm else None,
         learning_rate=args.lr if args.lr is not None else (5e-3 if from_scratch else 1e-3),
         fine_tune_learning_rate=args.fine_tune_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
@@ -185,16 +185,34 @@ def _convert(args):
         from keras_mobilenets import quantization, training
 
         model = quantization.quantize_model(model)
-        classes = model.outputs[0].shape[-1]
-        training.set_trainable(model, "all", train_batchnorm=False)
-        training.compile_model(model, args.qat_lr, steps=1, label_smoothing=0.0)
-        model.fit(representative.map(lambda x, y: (x, tf.one_hot(y, classes))), epochs=args.qat_epochs,
-                  verbose=1)
+        quantization.calibrate(model, representative)
+        if args.qat_epochs:  # a quick QAT pass; `keras-mobilenets quantize` is the resumable full one
+            classes = model.outputs[0].shape[-1]
+            training.set_trainable(model, "all", train_batchnorm=False)
+            batches = int(representative.cardinality())
+            training.compile_model(model, args.qat_lr, steps=args.qat_epochs * max(batches, 1),
+                                   label_smoothing=0.0)
+            model.fit(representative.map(lambda x, y: (x, tf.one_hot(y, classes))),
+                      epochs=args.qat_epochs, verbose=1)
     report = export_tflite(model, args.out, mode=args.mode, representative=representative, sample=sample,
                            input_type=args.input_type, output_type=args.output_type,
                            min_top1_agreement=args.min_agreement, overwrite=args.overwrite)
     print(f"wrote {args.out}")
     print(report)
+    return 0
+
+
+def _quantize(args):
+    from keras_mobilenets.runs import quantize_run
+
+    metrics = quantize_run(args.model, args.out, data_dir=args.data, epochs=args.epochs,
+                           learning_rate=args.lr, input_type=args.input_type, output_type=args.output_type,
+                           min_top1_agreement=args.min_agreement, overwrite=args.overwrite)
+    print(f"{metrics['split']} accuracy on {metrics['images']} images: float Keras "
+          f"{metrics['float_keras_accuracy']:.4f}, QAT Keras {metrics['qat_keras_accuracy']:.4f}, "
+          f"int8 TFLite {metrics['int8_tflite_accuracy']:.4f}")
+    print(f"wrote {metrics['tflite']['path']} ({metrics['tflite']['size_bytes'] / 1e6:.2f} MB); "
+          f"non-int8 ops: {', '.join(metrics['tflite']['non_int8_ops']) or 'none'}")
     return 0
 
 
@@ -284,10 +302,23 @@ def build_parser():
     convert.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"))
     convert.add_argument("--min-agreement", type=float, default=0.98,
                          help="fail (and write nothing) below this top-1 agreement with the Keras model")
-    convert.add_argument("--qat-epochs", type=int, default=1, help="QAT fine-tuning epochs (qat-int8)")
+    convert.add_argument("--qat-epochs", type=int, default=1, help="QAT epochs after range calibration (qat-int8); 0: calibration only")
     convert.add_argument("--qat-lr", type=float, default=1e-4)
     convert.add_argument("--overwrite", action="store_true")
     convert.set_defaults(run=_convert)
+
+    quantize = commands.add_parser("quantize", help="QAT fine-tuning of a trained model, then int8 TFLite")
+    quantize.add_argument("model", help="a .keras classifier (e.g. runs/NAME/best.keras)")
+    quantize.add_argument("--out", required=True, help="the QAT run folder (re-run to resume)")
+    quantize.add_argument("--data", help='image folder or "digits" (default: the model\'s run folder)')
+    quantize.add_argument("--epochs", type=int, default=2)
+    quantize.add_argument("--lr", type=float, default=1e-4)
+    quantize.add_argument("--input-type", default="float32", choices=("float32", "int8", "uint8"))
+    quantize.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"))
+    quantize.add_argument("--min-agreement", type=float, default=0.98,
+                          help="fail (and write no .tflite) below this top-1 agreement with the QAT model")
+    quantize.add_argument("--overwrite", action="store_true")
+    quantize.set_defaults(run=_quantize)
 
     repro = commands.add_parser("reproduce", help="check the papers' MACs and memory numbers")
     repro.set_defaults(run=_reproduce)

@@ -13,10 +13,18 @@ def define_activation_layers(keras_module, relu6, register):
 
     @register(package="keras_mobilenets")
     class HardSigmoid(keras_module.layers.Layer):
-        """h-sigmoid(x) = ReLU6(x + 3) / 6 (MobileNetV3 paper, eq. 2)."""
+        """h-sigmoid(x) = ReLU6(x + 3) / 6 (MobileNetV3 paper, eq. 2).
+
+        `activation` (identity) marks ReLU6(x + 3): QAT swaps in tfmot's fake-quant there, so both of
+        TFLite's ops (ADD+RELU6, MUL) get int8 ranges.
+        """
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.activation = keras_module.activations.linear
 
         def call(self, inputs):
-            return relu6(inputs + 3.0) * (1.0 / 6.0)
+            return self.activation(relu6(inputs + 3.0)) * (1.0 / 6.0)
 
         def compute_output_shape(self, input_shape):
             return input_shape

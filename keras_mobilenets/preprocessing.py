@@ -23,7 +23,9 @@ _class_index = None
 
 def includes_preprocessing(model):
     """True when `model` rescales [0, 255] pixels itself (a Rescaling layer right after its input)."""
-    return any(type(layer).__name__ == "Rescaling" for layer in model.layers[:3])
+    # a QAT or pruning wrapper keeps its layer in `.layer` (QAT swaps in QuantizableRescaling)
+    return any(type(getattr(layer, "layer", layer)).__name__ in ("Rescaling", "QuantizableRescaling")
+               for layer in model.layers[:3])
 
 
 def preprocess_input(x, data_format=None, model=None):

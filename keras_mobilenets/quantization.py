@@ -6,13 +6,16 @@ the same flat graph of tf_keras layers (same names, same weights), then applies 
 quantizers for those layers, so tfmot's Conv+BN(+ReLU) folding still happens everywhere else.
 """
 
+import functools
 import inspect
+from dataclasses import dataclass
 
 import numpy as np
 
 from keras_mobilenets.flavors import flavor_of, get_flavor
 
-OUTPUT_QUANTIZED = ("HardSwish", "HardSigmoid", "Multiply", "Rescaling")
+OUTPUT_QUANTIZED = ("HardSwish", "Multiply")
+HOOKED = ("HardSigmoid", "QuantizableRescaling")
 
 
 def _tfmot():
@@ -107,6 +110,56 @@ def _as_list(specs):
     return [specs] if specs and isinstance(specs[0], str) else list(specs)
 
 
+@functools.cache
+def _quantizable_rescaling():
+    """tf_keras Rescaling with an `activation` hook after the scale, so QAT can fake-quant x * scale and
+    TFLite's MUL and ADD both run in int8 (a plain Rescaling leaves them float)."""
+    keras2 = get_flavor("tf_keras").keras
+
+    class QuantizableRescaling(keras2.layers.Rescaling):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.activation = keras2.activations.linear
+
+        def call(self, inputs):
+            scale = self.scale
+            offset = self.offset
+            return self.activation(keras2.backend.cast(inputs, self.compute_dtype) * scale) + offset
+
+    return QuantizableRescaling
+
+
+@functools.cache
+def _hook_config():
+    """QuantizeConfig for layers with an inner `activation` hook (HardSigmoid after ReLU6(x + 3),
+    QuantizableRescaling after the scale): fake-quant there and on the output, so both of the layer's
+    TFLite ops get int8 ranges."""
+    tfmot = _tfmot()
+    base = tfmot.quantization.keras.QuantizeConfig
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class HookQuantizeConfig(base):
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return [(layer.activation, quantizers.MovingAverageQuantizer(8, False, False, False))]
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            layer.activation = quantize_activations[0]
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(8, False, False, False)]
+
+        def get_config(self):
+            return {}
+
+    return HookQuantizeConfig
+
+
 def quantize_scope():
     """The custom objects a QAT model needs to be reloaded (tfmot's quantize_scope plus our layers)."""
     tfmot = _tfmot()
@@ -117,7 +170,8 @@ def quantize_scope():
     flavor = get_flavor("tf_keras")
     return tfmot.quantization.keras.quantize_scope({
         "HardSwish": flavor.HardSwish, "HardSigmoid": flavor.HardSigmoid,
-        "Default8BitOutputQuantizeConfig": configs.Default8BitOutputQuantizeConfig})
+        "Default8BitOutputQuantizeConfig": configs.Default8BitOutputQuantizeConfig,
+        "HookQuantizeConfig": _hook_config(), "QuantizableRescaling": _quantizable_rescaling()})
 
 
 def quantize_model(model):
@@ -136,6 +190,10 @@ def quantize_model(model):
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
     def annotated(layer):
+        if type(layer).__name__ == "Rescaling":
+            layer = _quantizable_rescaling().from_config(layer.get_config())
+        if type(layer).__name__ in HOOKED:
+            return annotate(layer, _hook_config()())
         if type(layer).__name__ in OUTPUT_QUANTIZED:
             return annotate(layer, configs.Default8BitOutputQuantizeConfig())
         if type(layer).__name__ == "InputLayer":
@@ -152,3 +210,183 @@ def quantize_model(model):
 def float_outputs(model, images):
     """Run a Keras model of either flavor on a numpy batch, in inference mode."""
     return np.asarray(model(images, training=False))
+
+
+# ----------------------------------------------------------------------- QAT range warm-up + fine-tuning
+
+def _range_slots(qat_model):
+    """(set quantizer, its range variables, the quantizer) for every activation/output range of a QAT model."""
+    slots = []
+    for layer in qat_model.layers:
+        kind = type(layer).__name__
+        if kind == "QuantizeLayer" and layer.quantizer:
+            slots.append((lambda q, l=layer: setattr(l, "quantizer", q), layer.quantizer_vars, layer.quantizer))
+        if kind not in ("QuantizeWrapper", "QuantizeWrapperV2"):
+            continue
+        for activation in layer._quantize_activations:  # tfmot keeps these on the wrapper, unexported
+            for name in ("_pre_activation_vars", "_post_activation_vars"):
+                if hasattr(activation, name):
+                    slots.append((lambda q, a=activation: setattr(a, "quantizer", q), getattr(activation, name),
+                                  activation.quantizer))
+        if layer._output_quantizers:
+            slots.append((lambda q, qs=layer._output_quantizers: qs.__setitem__(0, q),
+                          layer._output_quantizer_vars, layer._output_quantizers[0]))
+    return slots
+
+
+def calibrate(qat_model, images, batches=8):
+    """Set every activation range of a QAT model to the min/max seen on `images` (its warm-up).
+
+    tfmot starts each range at [-6, 6] and moves it by 0.1% of the gap per training step (an EMA with
+    decay 0.999), so a short QAT fine-tune would quantize with ranges that have little to do with the
+    activations. This is PTQ's calibration done on the QAT graph: inference mode (BatchNorm statistics and
+    dropout untouched), `batches` batches of [0, 255] images (a pipeline or an array). Returns the
+    number of ranges set.
+    """
+    import tensorflow as tf
+
+    tfmot = _tfmot()
+    base = tfmot.quantization.keras.quantizers.AllValuesQuantizer
+
+    class Calibrating(base):
+        """Min/max over everything seen, updated even though the model runs in inference mode."""
+
+        def __call__(self, inputs, training, weights, **kwargs):
+            return super().__call__(inputs, True, weights, **kwargs)
+
+    slots = _range_slots(qat_model)
+    if not slots:
+        raise ValueError(f"model {qat_model.name!r} has no quantization ranges: pass the model "
+                         "quantize_model returned")
+    for put, variables, _ in slots:
+        variables["min_var"].assign(tf.zeros_like(variables["min_var"]))
+        variables["max_var"].assign(tf.zeros_like(variables["max_var"]))
+        put(Calibrating(num_bits=8, per_axis=False, symmetric=False, narrow_range=False))
+    try:
+        run = tf.function(lambda x: qat_model(x, training=False))
+        if isinstance(images, np.ndarray):
+            images = tf.data.Dataset.from_tensor_slices(images.astype(np.float32)).batch(32)
+        seen = 0
+        for item in images.take(batches):
+            run(item[0] if isinstance(item, (tuple, list)) else item)
+            seen += 1
+        if not seen:
+            raise ValueError("calibrate needs at least one batch of images")
+    finally:
+        for put, _, original in slots:
+            put(original)
+    for _, variables, _ in slots:  # a tensor that was 0 on every image: an empty range makes NaN
+        low, high = variables["min_var"], variables["max_var"]
+        high.assign(tf.maximum(high, low + 1e-3))
+    return len(slots)
+
+
+def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibration_batches=8, verbose=1):
+    """QAT of a trained Keras 3 classifier on `data` (an ImageData): wrap, calibrate the ranges, fit.
+
+    The fit is `training.fit` (checkpoints, BackupAndRestore resume, CSV history, early stopping) on
+    every layer with BatchNorm frozen, a small constant-then-cosine learning rate and no label smoothing.
+    Returns the `FitResult`; its `.model` is the QAT model holding the best weights.
+    """
+    from keras_mobilenets import training
+
+    qat = quantize_model(model)
+    calibrate(qat, data.train, calibration_batches)
+    recipe = training.Recipe(epochs=epochs, freeze_backbone=False, train_batchnorm=False,
+                             learning_rate=learning_rate, warmup_epochs=0.0, label_smoothing=0.0,
+                             tensorboard=False)
+    return training.fit(qat, data, out_dir, recipe, verbose=verbose)
+
+
+# ------------------------------------------------------------------------------------------ pruning
+
+PRUNABLE = ("Conv2D", "Dense")
+
+
+def prune_model(model, target_sparsity=0.5, end_step=1000, begin_step=0, frequency=100,
+                initial_sparsity=0.0, layer_types=PRUNABLE):
+    """tfmot magnitude pruning (PolynomialDecay schedule) on the tf_keras copy of `model`.
+
+    Only kernels of `layer_types` are pruned (by default the 1x1 and full convolutions and the classifier,
+    where nearly all of a MobileNet's weights are; depthwise kernels are tiny and sensitive). Train the
+    result with `pruning_callbacks()` (tfmot needs its step callback), then `strip_pruning`.
+    """
+    tfmot = _tfmot()
+    if not 0 <= initial_sparsity <= target_sparsity < 1:
+        raise ValueError(f"target_sparsity={target_sparsity!r}, initial_sparsity={initial_sparsity!r} are not "
+                         "allowed: need 0 <= initial_sparsity <= target_sparsity < 1")
+    for name, value, low in (("begin_step", begin_step, 0), ("end_step", end_step, begin_step + 1),
+                             ("frequency", frequency, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}={value!r} is not allowed: {name} must be an integer >= {low}")
+    sparsity = tfmot.sparsity.keras
+    schedule = sparsity.PolynomialDecay(initial_sparsity=initial_sparsity, final_sparsity=target_sparsity,
+                                        begin_step=begin_step, end_step=end_step, frequency=frequency)
+    source = to_tf_keras(model)
+    keras2 = get_flavor("tf_keras").keras
+
+    def wrapped(layer):
+        if type(layer).__name__ in layer_types:
+            return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
+        return layer
+
+    pruned = keras2.models.clone_model(source, clone_function=wrapped)
+    pruned.set_weights(source.get_weights())
+    pruned.block_info = getattr(model, "block_info", ())
+    return pruned
+
+
+def pruning_callbacks(log_dir=None):
+    """The callbacks a pruned model's fit needs: tfmot's step counter (and its TensorBoard summaries)."""
+    sparsity = _tfmot().sparsity.keras
+    callbacks = [sparsity.UpdatePruningStep()]
+    if log_dir:
+        callbacks.append(sparsity.PruningSummaries(log_dir=log_dir))
+    return callbacks
+
+
+def strip_pruning(pruned, into=None):
+    """The pruned model without its wrappers (tf_keras), or its weights copied `into` a Keras 3 model of
+    the same graph (e.g. the model you pruned), ready for export and TFLite."""
+    stripped = _tfmot().sparsity.keras.strip_pruning(pruned)
+    if into is None:
+        return stripped
+    by_name = {layer.name: layer for layer in stripped.layers}
+    for layer in into.layers:
+        if layer.weights:
+            if layer.name not in by_name:
+                raise ValueError(f"into: layer {layer.name!r} is not in the pruned model; pass the model "
+                                 "that was pruned")
+            layer.set_weights(by_name[layer.name].get_weights())
+    return into
+
+
+@dataclass
+class PruningReport:
+    sparsity: float
+    layer_sparsity: dict
+    dense_gzip_bytes: int
+    pruned_gzip_bytes: int
+
+    def __str__(self):
+        return (f"sparsity {self.sparsity:.3f} over {len(self.layer_sparsity)} pruned kernels; gzipped "
+                f"float32 TFLite {self.dense_gzip_bytes / 1e6:.2f} MB dense -> "
+                f"{self.pruned_gzip_bytes / 1e6:.2f} MB pruned "
+                f"({self.pruned_gzip_bytes / self.dense_gzip_bytes:.2f}x)")
+
+
+def pruning_report(dense, stripped, layer_types=PRUNABLE):
+    """Sparsity of the pruned kernels and the gzip-compressed float32 TFLite size, dense vs pruned."""
+    import gzip
+
+    from keras_mobilenets import tflite
+
+    layer_sparsity, zeros, total = {}, 0, 0
+    for layer in stripped.layers:
+        if type(layer).__name__ in layer_types:
+            kernel = np.asarray(layer.kernel)
+            layer_sparsity[layer.name] = float((kernel == 0).mean())
+            zeros += int((kernel == 0).sum())
+            total += kernel.size
+    sizes = [len(gzip.compress(tflite.convert(m, "float32"), 9)) for m in (dense, stripped)]
+    return PruningReport(zeros / max(1, total), layer_sparsity, *sizes)

@@ -291,3 +291,68 @@ def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_d
     reports.plot_confusion(metrics["confusion_matrix"], class_names,
                            os.path.join(out_dir, f"{name}_confusion_matrix.png"))
     return metrics
+
+
+def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-4, input_type="float32",
+                 output_type="float32", min_top1_agreement=0.98, overwrite=False, verbose=1):
+    """QAT fine-tuning of a trained classifier, ending in its int8 TFLite file (what `quantize` runs).
+
+    Data: the model's run folder (same splits and augmentation as its training), or `data_dir` (a folder
+    or "digits", split 70/10/20). `out_dir` keeps quantize.json (re-running the same call resumes the
+    QAT fit), the QAT checkpoints, history.csv, model_int8.tflite and metrics.json with the float Keras,
+    QAT Keras and int8 TFLite accuracies on the held-out split and the TFLite parity report.
+    """
+    import keras
+
+    from keras_mobilenets import quantization, tflite
+
+    out_dir = os.fspath(out_dir)
+    settings = {"model": os.path.abspath(model_path), "data": data_dir, "epochs": epochs,
+                "learning_rate": learning_rate}
+    marker = os.path.join(out_dir, "quantize.json")
+    if os.path.exists(marker):
+        with open(marker) as handle:
+            same = json.load(handle) == settings
+    else:
+        same = not (os.path.isdir(out_dir) and os.listdir(out_dir))
+    if not same:
+        if not overwrite:
+            raise FileExistsError(f"out={out_dir!r} holds something else than this quantize run; choose "
+                                  "another folder or pass overwrite=True (--overwrite)")
+        shutil.rmtree(out_dir)
+    model = keras.saving.load_model(model_path)
+    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+    run_dir = os.path.dirname(os.path.abspath(model_path))
+    if data_dir is None:
+        config_path = os.path.join(run_dir, "config.json")
+        if not os.path.exists(config_path):
+            raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass "
+                             "data_dir (--data DIR or digits)")
+        with open(config_path) as handle:
+            data = load_data(RunConfig.from_json(json.load(handle)))
+    else:
+        data = kd.from_folder(digits() if data_dir == "digits" else data_dir, size, validation_split=0.1,
+                              test_split=0.2, augmentation=None)
+    os.makedirs(out_dir, exist_ok=True)
+    _write_json(marker, settings)
+    result = quantization.fine_tune_qat(model, data, out_dir, epochs=epochs, learning_rate=learning_rate,
+                                        verbose=verbose)
+    split = "test" if data.test is not None else "validation"
+    images, labels = (np.concatenate(parts) for parts in zip(*[(np.asarray(x), np.asarray(y))
+                                                               for x, y in getattr(data, split)]))
+    path = os.path.join(out_dir, "model_int8.tflite")
+    report = tflite.export_tflite(result.model, path, mode="qat-int8", sample=images, input_type=input_type,
+                                  output_type=output_type, min_top1_agreement=min_top1_agreement,
+                                  overwrite=True)
+    outputs, _ = tflite.run_tflite(path, images)
+
+    def accuracy(probabilities):
+        return float((np.argmax(probabilities, -1) == labels).mean())
+
+    metrics = {"split": split, "images": int(len(labels)),
+               "float_keras_accuracy": accuracy(np.asarray(model.predict(images, verbose=0))),
+               "qat_keras_accuracy": accuracy(np.asarray(result.model.predict(images, verbose=0))),
+               "int8_tflite_accuracy": accuracy(outputs), "tflite": asdict(report),
+               "qat_epochs": result.epochs_run, "best": result.best, "monitor": result.monitor}
+    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics

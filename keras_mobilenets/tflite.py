@@ -82,8 +82,10 @@ def _saved_model(model, folder):
         archive.add_endpoint("serving_default", serve, input_signature=[spec])
         archive.write_out(folder, verbose=False)
         return folder
+    # only the variables are tracked: tracking the tf_keras model itself would make the save trace every
+    # layer's call for Keras metadata the converter never reads (most of a QAT conversion's time)
     module = tf.Module()
-    module.model = model
+    module.variables_list = list(model.variables)
     module.serve = tf.function(serve, input_signature=[spec])
     tf.saved_model.save(module, folder, signatures={"serving_default": module.serve})
     return folder

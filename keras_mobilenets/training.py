@@ -29,14 +29,16 @@ POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 class Recipe:
     """The two-stage transfer-learning recipe; the defaults suit a pretrained backbone.
 
-    For training from scratch use `freeze_backbone=False` (and `fine_tune_epochs=0`).
+    For training from scratch use `freeze_backbone=False` (and `fine_tune_epochs=0`). `train_batchnorm`:
+    None trains BatchNorm from scratch and keeps it frozen when fine-tuning; True or False forces it
+    (QAT fine-tuning uses False on all layers).
     """
 
     epochs: int = 10
     fine_tune_epochs: int = 0
     fine_tune_blocks: int | str = 3
     freeze_backbone: bool = True
-    train_batchnorm: bool = False
+    train_batchnorm: bool | None = None
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-4
     warmup_epochs: float = 1.0
@@ -162,31 +164,45 @@ def set_trainable(model, trainable_blocks="all", train_batchnorm=False):
     BatchNormalization layers stay frozen (inference mode, moving statistics kept) unless
     `train_batchnorm=True`. Returns the names of the trainable backbone layers.
     """
-    all_blocks = blocks(model)
-    backbone = {name for _, names in all_blocks for name in names}
-    if trainable_blocks == "all":
-        top = backbone
+    if trainable_blocks == "all":  # needs no block boundaries, so loaded models work too
+        backbone = top = {unwrapped(layer).name for layer in model.layers} - set(HEAD_LAYERS)
     else:
+        all_blocks = blocks(model)
+        backbone = {name for _, names in all_blocks for name in names}
         _check_int("trainable_blocks", trainable_blocks, 0, 'or "all"')
         top = {n for _, names in all_blocks[len(all_blocks) - trainable_blocks:] for n in names} \
             if trainable_blocks else set()
     trainable = []
     for layer in model.layers:
-        if layer.name not in backbone:
+        inner = unwrapped(layer)
+        if inner.name not in backbone:
             layer.trainable = True
             continue
-        is_bn = type(layer).__name__ == "BatchNormalization"
-        layer.trainable = layer.name in top and (train_batchnorm or not is_bn)
-        if layer.trainable and layer.weights:
-            trainable.append(layer.name)
+        is_bn = type(inner).__name__ == "BatchNormalization"
+        value = inner.name in top and (train_batchnorm or not is_bn)
+        layer.trainable = value
+        if inner is not layer:
+            # tfmot lists a frozen wrapper's weights twice (an h5 file cannot hold them): the wrapper
+            # stays trainable and the layer inside is frozen (BatchNorm then runs in inference mode)
+            layer.trainable = True
+            inner.trainable = value
+        if value and inner.weights:
+            trainable.append(inner.name)
     return trainable
+
+
+def unwrapped(layer):
+    """The layer a tfmot QAT or pruning wrapper holds (the layer itself when it is not wrapped)."""
+    if type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "PruneLowMagnitude"):
+        return layer.layer
+    return layer
 
 
 def no_decay_variables(model):
     """Depthwise kernels (V1 paper: little or no weight decay on them), biases and BatchNorm parameters."""
     excluded = []
     for layer in model.layers:
-        kind = type(layer).__name__
+        kind = type(unwrapped(layer)).__name__
         for variable in layer.trainable_weights:
             name = variable.name.split("/")[-1].split(":")[0]
             if kind in ("DepthwiseConv2D", "BatchNormalization") or name == "bias":
@@ -266,8 +282,18 @@ def _write_json(path, payload):
 
 
 def weights_file(model, out_dir, stem):
-    """Keras 3 writes `<stem>.weights.h5`; tf_keras writes the legacy `<stem>.h5` layout (see _restore)."""
-    return os.path.join(out_dir, stem + (".weights.h5" if flavor_of(model).name == "keras" else ".h5"))
+    """Keras 3 writes `<stem>.weights.h5`; tf_keras the legacy `<stem>.h5` layout (see _restore), or a
+    TF checkpoint `<stem>.ckpt` for tfmot-wrapped models (a wrapper around a frozen layer lists its
+    weights twice, which an h5 file cannot hold)."""
+    if flavor_of(model).name == "keras":
+        return os.path.join(out_dir, stem + ".weights.h5")
+    wrapped = any(unwrapped(layer) is not layer for layer in model.layers)
+    return os.path.join(out_dir, stem + (".ckpt" if wrapped else ".h5"))
+
+
+def weights_exist(path):
+    """Whether a file weights_file named was written (a TF checkpoint is `<path>.index` + data)."""
+    return os.path.exists(path) or os.path.exists(path + ".index")
 
 
 def _multi_worker(strategy):
@@ -278,7 +304,7 @@ def _multi_worker(strategy):
 def _restore(model, path):
     """Load a weights file fit wrote. tf_keras files are read into numpy first: tf_keras' own h5 loader
     cannot assign to the SyncOnRead (BatchNorm statistic) variables of a multi-worker model."""
-    if flavor_of(model).name == "keras":
+    if flavor_of(model).name == "keras" or path.endswith(".ckpt"):
         model.load_weights(path)
         return
     import h5py
@@ -306,13 +332,14 @@ def _callbacks(model, out_dir, stage, monitor, best, recipe, verbose):
     return callbacks
 
 
-def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1):
+def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbacks=()):
     """Run the recipe on `model` with `data` (an `ImageData`), keeping everything in `out_dir`.
 
     Re-running the same call on the same `out_dir` after a crash resumes: BackupAndRestore restores the
     last finished epoch (weights, optimizer, schedule); a finished stage 1 is not repeated. The model
     comes back holding the best weights (by validation accuracy when there is a validation split).
-    Create the model inside `strategy.scope()` when you pass a strategy.
+    Create the model inside `strategy.scope()` when you pass a strategy. `callbacks` are added to ours
+    (e.g. `quantization.pruning_callbacks()`).
     """
     if not isinstance(recipe, Recipe):
         raise ValueError(f"recipe={recipe!r} is not allowed: recipe must be a keras_mobilenets.training.Recipe")
@@ -332,12 +359,12 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1):
     history_path = os.path.join(out_dir, "history.csv")
     state = _state(out_dir)
 
-    # From scratch (freeze_backbone=False) every layer trains, BatchNorm included.
-    stages = [("stage1", 0, recipe.epochs, recipe.learning_rate,
-               0 if recipe.freeze_backbone else "all", not recipe.freeze_backbone)]
+    # From scratch (freeze_backbone=False) every layer trains, BatchNorm included unless told otherwise.
+    stages = [("stage1", 0, recipe.epochs, recipe.learning_rate, 0 if recipe.freeze_backbone else "all",
+               not recipe.freeze_backbone and recipe.train_batchnorm is not False)]
     if recipe.fine_tune_epochs:
         stages.append(("stage2", recipe.epochs, recipe.epochs + recipe.fine_tune_epochs,
-                       recipe.fine_tune_learning_rate, recipe.fine_tune_blocks, recipe.train_batchnorm))
+                       recipe.fine_tune_learning_rate, recipe.fine_tune_blocks, bool(recipe.train_batchnorm)))
     for stage, first, last, learning_rate, trainable_blocks, train_bn in stages:
         done_weights = weights_file(model, out_dir, stage)
         if state.get(stage) == "done":
@@ -351,7 +378,7 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1):
         rows = read_history(history_path)
         best = max((r[monitor] for r in rows if monitor in r), default=None)
         model.fit(train, validation_data=validation, epochs=last, initial_epoch=first,
-                  callbacks=_callbacks(model, out_dir, stage, monitor, best, recipe, verbose),
+                  callbacks=_callbacks(model, out_dir, stage, monitor, best, recipe, verbose) + list(callbacks),
                   verbose=verbose)
         model.save_weights(done_weights)
         state[stage] = "done"
@@ -360,9 +387,9 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1):
     rows = read_history(history_path)
     best_path = weights_file(model, out_dir, "best")
     best = max((r[monitor] for r in rows if monitor in r), default=None)
-    if os.path.exists(best_path) and not _multi_worker(strategy):
+    if weights_exist(best_path) and not _multi_worker(strategy):
         _restore(model, best_path)  # (one worker alone must not touch synced variables: see runs.to_keras)
-    return FitResult(model, rows, best_path if os.path.exists(best_path) else None, monitor, best,
+    return FitResult(model, rows, best_path if weights_exist(best_path) else None, monitor, best,
                      len(rows), stages[-1][0], {"history": history_path, "state": os.path.join(out_dir, "state.json")})
 
 

@@ -45,25 +45,41 @@ def test_tf_keras_copy_is_the_same_network(arch, minimal, photos):
 
 
 @pytest.mark.parametrize("arch, minimal", VARIANTS)
-def test_qat_wraps_and_trains_every_variant(arch, minimal, digits_data):
+def test_qat_wraps_calibrates_trains_and_converts_every_variant_to_int8(arch, minimal, digits_data,
+                                                                        test_images, tmp_path):
     import tensorflow as tf
 
     model = kt.create_classifier(arch, 10, alpha=0.75 if arch != "v1" else 0.25, image_size=32,
                                  minimalistic=minimal, bn_momentum=0.9)
+    randomize_batchnorm(model)  # outputs far from uniform, so top-1 agreement means something
     qat = q.quantize_model(model)
     wrapped = {layer.layer.name: type(layer.quantize_config).__name__ for layer in qat.layers
                if type(layer).__name__ == "QuantizeWrapperV2"}
     assert not {type(layer).__name__ for layer in qat.layers} & {"TFOpLambda", "Lambda"}
-    assert wrapped["rescaling"] == "Default8BitOutputQuantizeConfig"
+    assert wrapped["rescaling"] == "HookQuantizeConfig"
     if arch.startswith("v3") and not minimal:
-        hard = [n for n in wrapped if n.endswith(("hard_swish", "hard_sigmoid", "_mul"))]
-        assert hard and all(wrapped[n] == "Default8BitOutputQuantizeConfig" for n in hard)
-    kt.set_trainable(qat, "all", train_batchnorm=True)
+        assert {wrapped[n] for n in wrapped if n.endswith("hard_sigmoid")} == {"HookQuantizeConfig"}
+        assert {wrapped[n] for n in wrapped if n.endswith(("hard_swish", "_mul"))} == \
+            {"Default8BitOutputQuantizeConfig"}
+    # the warm-up: ranges start at tfmot's [-6, 6]; calibration sets them from the data
+    rescaled = qat.get_layer("quant_rescaling")
+    assert float(rescaled._output_quantizer_vars["max_var"]) == 6.0
+    assert q.calibrate(qat, digits_data.train, batches=2) > 10
+    assert 0.99 < float(rescaled._output_quantizer_vars["max_var"]) <= 1.0 + 1e-6  # [0, 255] -> [-1, 1]
+    assert -1.0 - 1e-6 <= float(rescaled._output_quantizer_vars["min_var"]) < -0.99
+    kt.set_trainable(qat, "all", train_batchnorm=False)
     kt.compile_model(qat, 1e-3, steps=3)
     before = [np.array(w) for w in qat.trainable_weights]
     history = qat.fit(digits_data.train.take(3).map(lambda x, y: (x, tf.one_hot(y, 10))), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert any(not np.array_equal(b, np.array(w)) for b, w in zip(before, qat.trainable_weights))
+    images, _ = test_images
+    report = tflite.export_tflite(qat, tmp_path / "qat.tflite", mode="qat-int8", sample=images[:32],
+                                  input_type="uint8", min_top1_agreement=0.9)
+    print(f"\n{arch}{' minimalistic' if minimal else ''}: {report}")
+    assert report.non_int8_ops == []  # hard-swish, hard-sigmoid, SE multiply and rescaling all int8
+    assert report.max_abs_diff < 0.1 and report.samples == 32
+    assert (tmp_path / "qat.tflite").stat().st_size == report.size_bytes
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +131,32 @@ def test_failing_parity_writes_nothing_and_bad_arguments_are_named(trained, test
     with pytest.raises(ValueError, match="input_type"):
         tflite.export_tflite(trained, tmp_path / "x.tflite", mode="float16", input_type="int8",
                              sample=images[:4])
+
+
+def test_pruning_reaches_its_sparsity_strips_and_compresses(trained, digits_data, test_images, tmp_path):
+    images, labels = test_images
+    pruned = q.prune_model(trained, target_sparsity=0.5, end_step=10, frequency=5)
+    assert {type(layer).__name__ for layer in pruned.layers} >= {"PruneLowMagnitude"}
+    recipe = kt.Recipe(epochs=1, freeze_backbone=False, train_batchnorm=False, learning_rate=1e-4,
+                       warmup_epochs=0.0, label_smoothing=0.0, tensorboard=False)
+    result = kt.fit(pruned, digits_data, str(tmp_path / "prune"), recipe, verbose=0,
+                    callbacks=q.pruning_callbacks())
+    stripped = q.strip_pruning(result.model)
+    assert "PruneLowMagnitude" not in {type(layer).__name__ for layer in stripped.layers}
+    np.testing.assert_allclose(np.asarray(stripped(images[:16])), np.asarray(result.model(images[:16])),
+                               atol=1e-5)
+    report = q.pruning_report(trained, stripped)
+    print(f"\n{report}")
+    assert 0.49 <= report.sparsity <= 0.51 and len(report.layer_sparsity) == 36  # 35 convs + head
+    assert min(report.layer_sparsity.values()) >= 0.45
+    assert report.pruned_gzip_bytes < 0.8 * report.dense_gzip_bytes
+    # back into a Keras 3 model of the same graph: same outputs, accuracy kept
+    keras3 = q.strip_pruning(result.model, into=kt.create_classifier("v2", 10, alpha=0.35, image_size=32))
+    np.testing.assert_allclose(np.asarray(keras3(images[:16])), np.asarray(stripped(images[:16])), atol=1e-5)
+    dense_accuracy = float((np.asarray(trained(images)).argmax(-1) == labels).mean())
+    pruned_accuracy = float((np.asarray(keras3(images)).argmax(-1) == labels).mean())
+    assert pruned_accuracy >= dense_accuracy - 0.1, (pruned_accuracy, dense_accuracy)
+    with pytest.raises(ValueError, match="target_sparsity"):
+        q.prune_model(trained, target_sparsity=1.0)
+    with pytest.raises(ValueError, match="end_step"):
+        q.prune_model(trained, end_step=0)

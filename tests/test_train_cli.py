@@ -98,6 +98,29 @@ def test_train_writes_the_run_and_resumes_after_sigkill(tmp_path, digits_dir):
     assert "float32:" in out.stdout and "top-1 agreement 1.0000 on 64 images" in out.stdout
     assert os.path.getsize(tflite_path) > 0
 
+    # quantize: QAT fine-tuning on the run's own splits, then an all-int8 TFLite file that predicts
+    qat_dir = str(tmp_path / "qat")
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "quantize",
+                          os.path.join(run, "best.keras"), "--epochs", "1", "--input-type", "uint8",
+                          "--min-agreement", "0.5", "--out", qat_dir],
+                         capture_output=True, text=True, env=_env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(os.path.join(qat_dir, "metrics.json")) as handle:
+        quantized = json.load(handle)
+    assert quantized["split"] == "test" and quantized["images"] == 359 and quantized["qat_epochs"] == 1
+    assert quantized["float_keras_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    # (a 3-epoch model has near-tied classes: agreement is loose, accuracy is what must hold)
+    assert quantized["tflite"]["non_int8_ops"] == [] and quantized["tflite"]["top1_agreement"] >= 0.5
+    assert abs(quantized["int8_tflite_accuracy"] - quantized["qat_keras_accuracy"]) <= 0.05
+    assert len(_history(qat_dir)) == 1 and "int8 TFLite" in out.stdout
+    image = os.path.join(digits_dir, "7", sorted(os.listdir(os.path.join(digits_dir, "7")))[0])
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "predict", "--model",
+                          os.path.join(qat_dir, "model_int8.tflite"), "--labels", os.path.join(run, "labels.txt"),
+                          "--top-k", "3", image], capture_output=True, text=True, env=_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith(image + ": ") and len(line.split(", ")) == 3
+
     # a finished run is reported, not retrained; other settings in the same folder are refused
     again = _train(args)
     assert again.returncode == 0 and "already holds this finished run" in again.stdout

@@ -1,0 +1,131 @@
+"""TFLite latency in every mode vs the Keras model's compiled tf.function, and QAT vs PTQ conversion time.
+
+Batch 1, 224x224, 1000 classes, LiteRT with 2 threads (its default XNNPACK delegate on, as on a phone),
+for V1, V2, V3-Large and V3-Small at alpha 1.0. Latency does not depend on the weight values, so the
+networks are not trained; BatchNorm statistics are randomized so activations have realistic ranges. PTQ
+calibrates on real photos (scikit-learn's and scikit-image's samples); the QAT model is wrapped and
+calibrated on the same photos (`quantization.calibrate`), and its conversion time is compared with the
+PTQ conversion of the same network in the same run. Ratios are what to read: absolute times are noisy.
+
+    python benchmarks/bench_tflite.py --archs v1 v2 v3-large v3-small --runs 30
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+
+def photos(size, count):
+    import tensorflow as tf
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    sources = list(load_sample_images().images) + [data.astronaut(), data.coffee(), data.chelsea()]
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(count):
+        image = sources[i % len(sources)]
+        side = int(rng.integers(min(image.shape[:2]) // 2, min(image.shape[:2]) + 1))
+        top = int(rng.integers(0, image.shape[0] - side + 1))
+        left = int(rng.integers(0, image.shape[1] - side + 1))
+        crop = image[top:top + side, left:left + side]
+        out.append(tf.image.resize(crop, (size, size)).numpy())
+    return np.stack(out).astype(np.float32)
+
+
+def randomize_batchnorm(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
+
+
+def median_ms(call, runs, warmup=5):
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e3
+
+
+def litert_ms(content, image, runs, threads):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=threads)
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]
+    interpreter.set_tensor(source["index"], image[None].astype(source["dtype"]))
+    return median_ms(interpreter.invoke, runs)
+
+
+def bench(arch, size, runs, threads, calibration):
+    import tensorflow as tf
+
+    from keras_mobilenets import quantization, tflite, training
+
+    model = training.create_classifier(arch, 1000, image_size=size)
+    randomize_batchnorm(model)
+    image = calibration[0]
+    compiled = tf.function(lambda x: model(x, training=False), jit_compile=False)
+    batch = tf.constant(image[None])
+    row = {"arch": arch, "keras tf.function": median_ms(lambda: compiled(batch).numpy(), runs)}
+    seconds = {}
+    for mode in ("float32", "float16", "dynamic", "int8"):
+        started = time.perf_counter()
+        content = tflite.convert(model, mode, representative=calibration if mode == "int8" else None,
+                                 representative_count=len(calibration))
+        seconds[mode] = time.perf_counter() - started
+        row[mode] = litert_ms(content, image, runs, threads)
+        row[f"{mode} MB"] = len(content) / 1e6
+    started = time.perf_counter()
+    qat = quantization.quantize_model(model)
+    quantization.calibrate(qat, calibration, batches=len(calibration))
+    prepared = time.perf_counter() - started
+    started = time.perf_counter()
+    content = tflite.convert(qat, "qat-int8")
+    seconds["qat-int8"] = time.perf_counter() - started
+    row["qat-int8"] = litert_ms(content, image, runs, threads)
+    row["qat-int8 MB"] = len(content) / 1e6
+    row["ptq convert s"] = seconds["int8"]
+    row["qat convert s"] = seconds["qat-int8"]
+    row["qat wrap+calibrate s"] = prepared
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", default=["v1", "v2", "v3-large", "v3-small"])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calibration", type=int, default=16, help="photos for PTQ / QAT range calibration")
+    args = parser.parse_args()
+    calibration = photos(args.size, args.calibration)
+    modes = ["float32", "float16", "dynamic", "int8", "qat-int8"]
+    print(f"batch 1, {args.size}x{args.size}, LiteRT {args.threads} threads (XNNPACK), median of "
+          f"{args.runs} runs; ms, and the speed-up over the Keras tf.function in brackets\n")
+    print("| arch | Keras tf.function | " + " | ".join(modes) + " | PTQ int8 convert | QAT int8 convert "
+          "(ratio) | int8 / float32 size |")
+    print("|---" * (len(modes) + 5) + "|")
+    for arch in args.archs:
+        row = bench(arch, args.size, args.runs, args.threads, calibration)
+        cells = [f"{row[m]:.1f} ({row['keras tf.function'] / row[m]:.1f}x)" for m in modes]
+        print(f"| {arch} | {row['keras tf.function']:.1f} | " + " | ".join(cells) +
+              f" | {row['ptq convert s']:.1f} s | {row['qat convert s']:.1f} s "
+              f"({row['qat convert s'] / row['ptq convert s']:.2f}x) | "
+              f"{row['int8 MB'] / row['float32 MB']:.2f}x ({row['float32 MB']:.1f} -> {row['int8 MB']:.1f} MB) |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
