@@ -331,7 +331,6 @@ def prune_model(model, target_sparsity=0.5, end_step=1000, begin_step=0, frequen
         return layer
 
     pruned = keras2.models.clone_model(source, clone_function=wrapped)
-    pruned.set_weights(source.get_weights())
     pruned.block_info = getattr(model, "block_info", ())
     return pruned
 
