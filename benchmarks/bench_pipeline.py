@@ -19,12 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-
-def photos():
-    from skimage import data
-    from sklearn.datasets import load_sample_images
-
-    return list(load_sample_images().images) + [data.astronaut(), data.coffee(), data.chelsea()]
+from common import photos  # noqa: E402
 
 
 def write_jpeg_folder(root, count, size=288, classes=4, seed=0):

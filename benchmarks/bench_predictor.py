@@ -8,7 +8,6 @@ MobileNetV2 1.0 at 224x224, LiteRT with 2 threads. Goal: the TFLite path >= 5x f
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 
@@ -17,17 +16,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from skimage import data  # noqa: E402
-from sklearn.datasets import load_sample_images  # noqa: E402
 
 import keras_mobilenets as km  # noqa: E402
 from keras_mobilenets.export import decode_image_bytes  # noqa: E402
+
+from common import photos, timed  # noqa: E402
 
 SIZE = 224
 
 
 def photos_as_files(folder):
-    images = list(load_sample_images().images) + [data.astronaut(), data.coffee(), data.chelsea()]
+    images = photos()
     paths = []
     for i, image in enumerate(images):
         path = os.path.join(folder, f"photo_{i}.jpg")
@@ -45,16 +44,6 @@ def convert(saved_model, representative=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     return converter.convert()
-
-
-def timed(function, repeats):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

@@ -12,20 +12,18 @@ PTQ conversion of the same network in the same run. Ratios are what to read: abs
 
 import argparse
 import os
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import common  # noqa: E402
+
 
 def photos(size, count):
     import tensorflow as tf
-    from skimage import data
-    from sklearn.datasets import load_sample_images
-
-    sources = list(load_sample_images().images) + [data.astronaut(), data.coffee(), data.chelsea()]
+    sources = common.photos()
     rng = np.random.default_rng(0)
     out = []
     for i in range(count):
@@ -47,15 +45,8 @@ def randomize_batchnorm(model, seed=0):
                                rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
 
 
-def median_ms(call, runs, warmup=5):
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e3
+def median_ms(call, runs):
+    return common.timed(call, runs, warmup=5) * 1e3
 
 
 def litert_ms(content, image, runs, threads):
