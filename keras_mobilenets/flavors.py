@@ -77,3 +77,10 @@ def get_flavor(name="keras"):
         register = keras.utils.register_keras_serializable
     hard_sigmoid, hard_swish = define_activation_layers(keras, relu6, register)
     return Flavor(name=name, keras=keras, HardSigmoid=hard_sigmoid, HardSwish=hard_swish)
+
+
+def unwrapped(layer):
+    """The layer a tfmot QAT or pruning wrapper holds (the layer itself when it is not wrapped)."""
+    if type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "PruneLowMagnitude"):
+        return layer.layer
+    return layer

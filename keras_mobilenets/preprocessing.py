@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from keras_mobilenets.flavors import unwrapped
 from keras_mobilenets.weights import WeightFile, fetch
 
 CLASS_INDEX = WeightFile(
@@ -23,8 +24,8 @@ _class_index = None
 
 def includes_preprocessing(model):
     """True when `model` rescales [0, 255] pixels itself (a Rescaling layer right after its input)."""
-    # a QAT or pruning wrapper keeps its layer in `.layer` (QAT swaps in QuantizableRescaling)
-    return any(type(getattr(layer, "layer", layer)).__name__ in ("Rescaling", "QuantizableRescaling")
+    # QAT wraps the layer and swaps in QuantizableRescaling
+    return any(type(unwrapped(layer)).__name__ in ("Rescaling", "QuantizableRescaling")
                for layer in model.layers[:3])
 
 

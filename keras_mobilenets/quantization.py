@@ -311,14 +311,15 @@ def prune_model(model, target_sparsity=0.5, end_step=1000, begin_step=0, frequen
     where nearly all of a MobileNet's weights are; depthwise kernels are tiny and sensitive). Train the
     result with `pruning_callbacks()` (tfmot needs its step callback), then `strip_pruning`.
     """
+    from keras_mobilenets.training import _check_int
+
     tfmot = _tfmot()
     if not 0 <= initial_sparsity <= target_sparsity < 1:
         raise ValueError(f"target_sparsity={target_sparsity!r}, initial_sparsity={initial_sparsity!r} are not "
                          "allowed: need 0 <= initial_sparsity <= target_sparsity < 1")
     for name, value, low in (("begin_step", begin_step, 0), ("end_step", end_step, begin_step + 1),
                              ("frequency", frequency, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}={value!r} is not allowed: {name} must be an integer >= {low}")
+        _check_int(name, value, low)
     sparsity = tfmot.sparsity.keras
     schedule = sparsity.PolynomialDecay(initial_sparsity=initial_sparsity, final_sparsity=target_sparsity,
                                         begin_step=begin_step, end_step=end_step, frequency=frequency)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from keras_mobilenets.flavors import flavor_of, get_flavor
+from keras_mobilenets.flavors import flavor_of, get_flavor, unwrapped
 from keras_mobilenets.models import create_model
 from keras_mobilenets.preprocessing import includes_preprocessing
 
@@ -189,13 +189,6 @@ def set_trainable(model, trainable_blocks="all", train_batchnorm=False):
         if value and inner.weights:
             trainable.append(inner.name)
     return trainable
-
-
-def unwrapped(layer):
-    """The layer a tfmot QAT or pruning wrapper holds (the layer itself when it is not wrapped)."""
-    if type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "PruneLowMagnitude"):
-        return layer.layer
-    return layer
 
 
 def no_decay_variables(model):
