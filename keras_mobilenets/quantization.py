@@ -348,6 +348,11 @@ def pruning_callbacks(log_dir=None):
 def strip_pruning(pruned, into=None):
     """The pruned model without its wrappers (tf_keras), or its weights copied `into` a Keras 3 model of
     the same graph (e.g. the model you pruned), ready for export and TFLite."""
+    for layer in pruned.layers:
+        if type(layer).__name__ == "PruneLowMagnitude":
+            # weights = weights * mask: the optimizer moves pruned weights between re-masks, and a best
+            # checkpoint restored by fit may have been written before the epoch's last re-mask
+            layer.pruning_obj.weight_mask_op()
     stripped = _tfmot().sparsity.keras.strip_pruning(pruned)
     if into is None:
         return stripped

@@ -133,7 +133,6 @@ def test_failing_parity_writes_nothing_and_bad_arguments_are_named(trained, test
                              sample=images[:4])
 
 
-@pytest.mark.skip(reason="unfinished: fails after the prune_model set_weights fix; see the stop note")
 def test_pruning_reaches_its_sparsity_strips_and_compresses(trained, digits_data, test_images, tmp_path):
     images, labels = test_images
     pruned = q.prune_model(trained, target_sparsity=0.5, end_step=10, frequency=5)
@@ -145,7 +144,7 @@ def test_pruning_reaches_its_sparsity_strips_and_compresses(trained, digits_data
     stripped = q.strip_pruning(result.model)
     assert "PruneLowMagnitude" not in {type(layer).__name__ for layer in stripped.layers}
     np.testing.assert_allclose(np.asarray(stripped(images[:16])), np.asarray(result.model(images[:16])),
-                               atol=1e-4)
+                               atol=1e-5)
     report = q.pruning_report(trained, stripped)
     print(f"\n{report}")
     assert 0.49 <= report.sparsity <= 0.51 and len(report.layer_sparsity) == 36  # 35 convs + head
