@@ -9,25 +9,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ARCHS = ("v1", "v2", "v3-large", "v3-small")
 
-# (arch, alpha, resolution, minimalistic, published MMACs, source): the papers' table rows.
-PAPER_MACS = (
-    ("v1", 1.0, 224, False, 569, "V1 paper Table 6"),
-    ("v1", 0.75, 224, False, 325, "V1 paper Table 6"),
-    ("v1", 0.5, 224, False, 149, "V1 paper Table 6"),
-    ("v1", 0.25, 224, False, 41, "V1 paper Table 6"),
-    ("v1", 1.0, 192, False, 418, "V1 paper Table 7"),
-    ("v1", 1.0, 160, False, 290, "V1 paper Table 7"),
-    ("v1", 1.0, 128, False, 186, "V1 paper Table 7"),
-    ("v2", 1.0, 224, False, 300, "V2 paper, slim README"),
-    ("v2", 1.4, 224, False, 582, "slim README"),
-    ("v3-large", 1.0, 224, False, 217, "slim README, V3 paper Table 9"),
-    ("v3-large", 0.75, 224, False, 155, "V3 paper Table 3"),
-    ("v3-large", 1.0, 224, True, 209, "slim README"),
-    ("v3-small", 1.0, 224, False, 56.5, "V3 paper Table 3"),
-)
-# (arch, published peak activation bytes at 16 bits): V2 paper Table 3.
-PAPER_PEAK_BYTES = (("v1", 1_605_632), ("v2", 401_408))
-
 
 def _profile(args):
     from keras_mobilenets import create_model, profile
@@ -42,19 +23,23 @@ def _profile(args):
 
 
 def _reproduce(args):
-    """Rebuild every network the papers report and compare MACs and peak memory with the papers."""
+    """Rebuild every network the papers report and compare MACs, parameters and peak memory."""
     from keras_mobilenets import create_model, profile
+    from keras_mobilenets.papers import PUBLISHED, PUBLISHED_PEAK_BYTES
 
     failures = 0
-    print(f"{'model':<34}{'MMACs':>10}{'paper':>8}  source")
-    for arch, alpha, size, minimal, paper, source in PAPER_MACS:
-        model = create_model(arch, alpha=alpha, minimalistic=minimal, input_shape=(size, size, 3))
-        macs = profile(model).macs / 1e6
-        ok = abs(macs - paper) < 1.0  # the papers print MMACs rounded or truncated
+    print(f"{'model':<24}{'MMACs':>8}{'paper':>8}{'M params':>10}{'paper':>7}  source")
+    for row in PUBLISHED:
+        model = create_model(row.arch, alpha=row.alpha, minimalistic=row.minimalistic,
+                             input_shape=(row.resolution, row.resolution, 3))
+        report = profile(model)
+        macs, params = report.macs / 1e6, report.kernel_params / 1e6
+        ok = abs(macs - row.macs) < 1.0 and abs(params - row.params) < 0.1  # the papers round or truncate
         failures += not ok
-        label = f"{arch}{'-min' if minimal else ''} {alpha} {size}"
-        print(f"{label:<34}{macs:>10.1f}{paper:>8}  {source}{'' if ok else '  MISMATCH'}")
-    for arch, paper in PAPER_PEAK_BYTES:
+        label = f"{row.arch}{'-min' if row.minimalistic else ''} {row.alpha} {row.resolution}"
+        print(f"{label:<24}{macs:>8.1f}{row.macs:>8}{params:>10.2f}{row.params:>7}  {row.source}"
+              f"{'' if ok else '  MISMATCH'}")
+    for arch, paper in PUBLISHED_PEAK_BYTES:
         peak = profile(create_model(arch, input_shape=(224, 224, 3))).peak_activation_bytes
         failures += peak != paper
         print(f"{arch} 1.0 224 peak activation bytes (16-bit): {peak:,} (paper: {paper:,})"

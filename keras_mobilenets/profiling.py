@@ -22,8 +22,11 @@ class BlockProfile:
 
 @dataclass(frozen=True)
 class Profile:
+    """`kernel_params` counts conv and dense kernels only, as the papers' "M params" do."""
+
     params: int
     trainable_params: int
+    kernel_params: int
     macs: int
     peak_activation_bytes: int
     bytes_per_element: int
@@ -80,6 +83,11 @@ def _hidden_layers(records, by_name):
     return hidden
 
 
+def _weight_name(weight):
+    """The last part of a Keras 3 path or a tf_keras name ("block_1_depthwise/depthwise_kernel:0")."""
+    return getattr(weight, "path", weight.name).split(":")[0].rsplit("/", 1)[-1]
+
+
 def profile(model, bytes_per_element=2):
     """Parameters, MACs (Conv2D, DepthwiseConv2D, Dense; SE convs included) and peak activation bytes.
 
@@ -116,9 +124,11 @@ def profile(model, bytes_per_element=2):
             output_bytes=math.prod(out_shape) * bytes_per_element,
         ))
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    kernels = sum(math.prod(w.shape) for w in model.weights if _weight_name(w).endswith("kernel"))
     return Profile(
         params=model.count_params(),
         trainable_params=int(trainable),
+        kernel_params=int(kernels),
         macs=sum(b.macs for b in blocks),
         peak_activation_bytes=int(peak) * bytes_per_element,
         bytes_per_element=bytes_per_element,

@@ -3,16 +3,20 @@
 import pytest
 
 import keras_mobilenets as km
-from keras_mobilenets.cli import PAPER_MACS, PAPER_PEAK_BYTES, main
+from keras_mobilenets.cli import main
+from keras_mobilenets.papers import PUBLISHED, PUBLISHED_PEAK_BYTES
 
 
-@pytest.mark.parametrize("arch,alpha,size,minimal,paper,source", PAPER_MACS,
-                         ids=[f"{r[0]}-{r[1]}-{r[2]}{'-min' if r[3] else ''}" for r in PAPER_MACS])
-def test_macs_match_the_papers(arch, alpha, size, minimal, paper, source):
-    model = km.create_model(arch, alpha=alpha, minimalistic=minimal, input_shape=(size, size, 3))
+@pytest.mark.parametrize("row", PUBLISHED,
+                         ids=[f"{r.arch}-{r.alpha}-{r.resolution}{'-min' if r.minimalistic else ''}"
+                              for r in PUBLISHED])
+def test_macs_and_params_match_the_papers(row):
+    model = km.create_model(row.arch, alpha=row.alpha, minimalistic=row.minimalistic,
+                            input_shape=(row.resolution, row.resolution, 3))
     report = km.profile(model)
-    assert abs(report.macs / 1e6 - paper) < 1.0, source  # the papers round or truncate to 1M
-    assert report.params == model.count_params()
+    assert abs(report.macs / 1e6 - row.macs) < 1.0, row.source  # the papers round or truncate to 1M
+    assert abs(report.kernel_params / 1e6 - row.params) < 0.1, row.source  # and to 0.1M
+    assert report.params == model.count_params() > report.kernel_params
 
 
 def test_v3_small_macs_to_a_tenth():
@@ -20,7 +24,7 @@ def test_v3_small_macs_to_a_tenth():
     assert round(report.macs / 1e6, 1) == 56.5
 
 
-@pytest.mark.parametrize("arch,paper", PAPER_PEAK_BYTES)
+@pytest.mark.parametrize("arch,paper", PUBLISHED_PEAK_BYTES)
 def test_peak_activation_memory_matches_v2_paper(arch, paper):
     assert km.profile(km.create_model(arch, input_shape=(224, 224, 3))).peak_activation_bytes == paper
 
@@ -28,7 +32,7 @@ def test_peak_activation_memory_matches_v2_paper(arch, paper):
 def test_v1_params_are_the_papers_4_2_million():
     model = km.create_model("v1", input_shape=(224, 224, 3))
     kernels = sum(int(w.numpy().size) for w in model.weights if "kernel" in w.path)
-    assert kernels == 4_209_088
+    assert kernels == km.profile(model).kernel_params == 4_209_088
 
 
 def test_profile_blocks_add_up():
