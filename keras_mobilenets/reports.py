@@ -5,20 +5,18 @@ import os
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize):
+    """A pyplot-free figure: writing a PNG never switches the caller's backend (notebooks keep theirs)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def plot_history(rows, path, title=None):
     """Loss and accuracy per epoch (train and validation) from `training.read_history` rows."""
-    plt = _pyplot()
     epochs = [r["epoch"] + 1 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure((10, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, style in (("", "-"), ("val_", "--")):
             if rows and prefix + metric in rows[0]:
@@ -32,16 +30,15 @@ def plot_history(rows, path, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def plot_confusion(matrix, class_names, path, title=None):
     """Counts per (true, predicted) class, with the numbers written in the cells."""
-    plt = _pyplot()
     matrix = np.asarray(matrix)
     size = max(4, 0.5 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = _figure((size, size))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ticks = np.arange(len(class_names))
     ax.set_xticks(ticks, labels=class_names, rotation=90 if len(class_names) > 10 else 0)
@@ -57,5 +54,4 @@ def plot_confusion(matrix, class_names, path, title=None):
     ax.set_title(title or f"accuracy {accuracy:.2%} on {matrix.sum()} images")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return os.fspath(path)

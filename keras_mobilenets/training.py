@@ -31,7 +31,8 @@ class Recipe:
 
     For training from scratch use `freeze_backbone=False` (and `fine_tune_epochs=0`). `train_batchnorm`:
     None trains BatchNorm from scratch and keeps it frozen when fine-tuning; True or False forces it
-    (QAT fine-tuning uses False on all layers).
+    (QAT fine-tuning uses False on all layers). Each stage starts with `warmup_epochs` of linear warm-up:
+    a fresh optimizer at the full rate on just-unfrozen pretrained weights undoes them in a few steps.
     """
 
     epochs: int = 10
@@ -366,7 +367,7 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
         set_trainable(model, trainable_blocks, train_bn)
         with scope:
             compile_model(model, learning_rate, steps * (last - first),
-                          warmup_steps=int(round(recipe.warmup_epochs * steps)) if stage == "stage1" else 0,
+                          warmup_steps=int(round(recipe.warmup_epochs * steps)),
                           weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing)
         rows = read_history(history_path)
         best = max((r[monitor] for r in rows if monitor in r), default=None)
