@@ -24,7 +24,7 @@ setup(
         "tensorboard>=2.19",
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-image>=0.22"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbmake>=1.5", "scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["keras-mobilenets=keras_mobilenets.cli:main"]},
 )
