@@ -14,8 +14,9 @@ import numpy as np
 
 from keras_mobilenets.flavors import flavor_of, get_flavor
 
-OUTPUT_QUANTIZED = ("HardSwish", "Multiply")
-HOOKED = ("HardSigmoid", "QuantizableRescaling")
+OUTPUT_QUANTIZED = ("Multiply",)
+HOOKED = ("HardSwish", "HardSigmoid", "QuantizableRescaling")
+HOOKS = ("activation", "scaled_activation")  # identity attributes our layers call inside, in this order
 
 
 def _tfmot():
@@ -131,25 +132,30 @@ def _quantizable_rescaling():
 
 @functools.cache
 def _hook_config():
-    """QuantizeConfig for layers with an inner `activation` hook (HardSigmoid after ReLU6(x + 3),
-    QuantizableRescaling after the scale): fake-quant there and on the output, so both of the layer's
-    TFLite ops get int8 ranges."""
+    """QuantizeConfig for layers with inner identity hooks (`HOOKS`: HardSwish's ReLU6(x + 3) and x / 6,
+    HardSigmoid's ReLU6(x + 3), QuantizableRescaling's x * scale): a fake-quant on each hook and on the
+    output, so every TFLite op the layer becomes gets int8 ranges."""
     tfmot = _tfmot()
     base = tfmot.quantization.keras.QuantizeConfig
     quantizers = tfmot.quantization.keras.quantizers
+
+    def hooks(layer):
+        return [name for name in HOOKS if hasattr(layer, name)]
 
     class HookQuantizeConfig(base):
         def get_weights_and_quantizers(self, layer):
             return []
 
         def get_activations_and_quantizers(self, layer):
-            return [(layer.activation, quantizers.MovingAverageQuantizer(8, False, False, False))]
+            return [(getattr(layer, name), quantizers.MovingAverageQuantizer(8, False, False, False))
+                    for name in hooks(layer)]
 
         def set_quantize_weights(self, layer, quantize_weights):
             pass
 
         def set_quantize_activations(self, layer, quantize_activations):
-            layer.activation = quantize_activations[0]
+            for name, quantized in zip(hooks(layer), quantize_activations):
+                setattr(layer, name, quantized)
 
         def get_output_quantizers(self, layer):
             return [quantizers.MovingAverageQuantizer(8, False, False, False)]
@@ -178,7 +184,8 @@ def quantize_model(model):
     """A tfmot QAT model (tf_keras) of one of our Keras 3 (or tf_keras) models, weights copied.
 
     Conv/Depthwise + BatchNorm (+ ReLU) are folded by tfmot's default 8-bit scheme; hard-swish,
-    hard-sigmoid, the squeeze-excite Multiply and Rescaling get 8-bit output quantizers.
+    hard-sigmoid and Rescaling get fake-quants on their inner hooks and outputs, the squeeze-excite
+    Multiply on its output.
     """
     tfmot = _tfmot()
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
