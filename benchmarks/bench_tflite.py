@@ -45,18 +45,29 @@ def randomize_batchnorm(model, seed=0):
                                rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
 
 
-def median_ms(call, runs):
-    return common.timed(call, runs, warmup=5) * 1e3
-
-
-def litert_ms(content, image, runs, threads):
+def litert_call(content, image, threads):
+    """One LiteRT inference on `image` (XNNPACK on, `threads` threads), as a no-argument call."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content, num_threads=threads)
     interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]
     interpreter.set_tensor(source["index"], image[None].astype(source["dtype"]))
-    return median_ms(interpreter.invoke, runs)
+    return interpreter.invoke
+
+
+def interleaved_ms(calls, runs, warmup=5):
+    """Median ms per call, timed round-robin (one call of each per round) so drift hits all alike."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - started)
+    return {name: 1e3 * float(np.median(values)) for name, values in times.items()}
 
 
 def bench(arch, size, runs, threads, calibration):
@@ -69,27 +80,23 @@ def bench(arch, size, runs, threads, calibration):
     image = calibration[0]
     compiled = tf.function(lambda x: model(x, training=False), jit_compile=False)
     batch = tf.constant(image[None])
-    row = {"arch": arch, "keras tf.function": median_ms(lambda: compiled(batch).numpy(), runs)}
-    seconds = {}
+    contents, row = {}, {"arch": arch}
     for mode in ("float32", "float16", "dynamic", "int8"):
         started = time.perf_counter()
-        content = tflite.convert(model, mode, representative=calibration if mode == "int8" else None,
-                                 representative_count=len(calibration))
-        seconds[mode] = time.perf_counter() - started
-        row[mode] = litert_ms(content, image, runs, threads)
-        row[f"{mode} MB"] = len(content) / 1e6
+        contents[mode] = tflite.convert(model, mode, representative=calibration if mode == "int8" else None,
+                                        representative_count=len(calibration))
+        row[f"{mode} convert s"] = time.perf_counter() - started
     started = time.perf_counter()
     qat = quantization.quantize_model(model)
     quantization.calibrate(qat, calibration, batches=len(calibration))
-    prepared = time.perf_counter() - started
+    row["qat wrap+calibrate s"] = time.perf_counter() - started
     started = time.perf_counter()
-    content = tflite.convert(qat, "qat-int8")
-    seconds["qat-int8"] = time.perf_counter() - started
-    row["qat-int8"] = litert_ms(content, image, runs, threads)
-    row["qat-int8 MB"] = len(content) / 1e6
-    row["ptq convert s"] = seconds["int8"]
-    row["qat convert s"] = seconds["qat-int8"]
-    row["qat wrap+calibrate s"] = prepared
+    contents["qat-int8"] = tflite.convert(qat, "qat-int8")
+    row["qat-int8 convert s"] = time.perf_counter() - started
+    calls = {"keras tf.function": lambda: compiled(batch).numpy()}
+    calls.update({mode: litert_call(content, image, threads) for mode, content in contents.items()})
+    row.update(interleaved_ms(calls, runs))
+    row.update({f"{mode} MB": len(content) / 1e6 for mode, content in contents.items()})
     return row
 
 
@@ -104,16 +111,17 @@ def main():
     calibration = photos(args.size, args.calibration)
     modes = ["float32", "float16", "dynamic", "int8", "qat-int8"]
     print(f"batch 1, {args.size}x{args.size}, LiteRT {args.threads} threads (XNNPACK), median of "
-          f"{args.runs} runs; ms, and the speed-up over the Keras tf.function in brackets\n")
-    print("| arch | Keras tf.function | " + " | ".join(modes) + " | PTQ int8 convert | QAT int8 convert "
-          "(ratio) | int8 / float32 size |")
-    print("|---" * (len(modes) + 5) + "|")
+          f"{args.runs} interleaved runs; ms, and the speed-up over the Keras tf.function in brackets\n")
+    print("| arch | Keras tf.function | " + " | ".join(modes) + " | int8 / float32 latency (PTQ, QAT) | "
+          "PTQ int8 convert | QAT int8 convert (ratio) | int8 / float32 size |")
+    print("|---" * (len(modes) + 6) + "|")
     for arch in args.archs:
         row = bench(arch, args.size, args.runs, args.threads, calibration)
         cells = [f"{row[m]:.1f} ({row['keras tf.function'] / row[m]:.1f}x)" for m in modes]
+        ptq, qat = row["int8 convert s"], row["qat-int8 convert s"]
         print(f"| {arch} | {row['keras tf.function']:.1f} | " + " | ".join(cells) +
-              f" | {row['ptq convert s']:.1f} s | {row['qat convert s']:.1f} s "
-              f"({row['qat convert s'] / row['ptq convert s']:.2f}x) | "
+              f" | {row['int8'] / row['float32']:.2f}x, {row['qat-int8'] / row['float32']:.2f}x"
+              f" | {ptq:.1f} s | {qat:.1f} s ({qat / ptq:.2f}x) | "
               f"{row['int8 MB'] / row['float32 MB']:.2f}x ({row['float32 MB']:.1f} -> {row['int8 MB']:.1f} MB) |",
               flush=True)
 
