@@ -31,23 +31,30 @@ def define_activation_layers(keras_module, relu6, register):
 
     @register(package="keras_mobilenets")
     class HardSwish(keras_module.layers.Layer):
-        """h-swish(x) = x * ReLU6(x + 3) / 6 (MobileNetV3 paper, eq. 2), computed as ReLU6(x + 3) * (x / 6).
+        """h-swish(x) = x * ReLU6(x + 3) / 6 (MobileNetV3 paper, eq. 2).
 
-        That order keeps TFLite's converter from fusing the ops into one HARD_SWISH op, which XNNPACK
-        only runs in float: an int8 HARD_SWISH falls back to TFLite's own kernel and splits the XNNPACK
-        graph at every activation (int8 V3-Small ran 3.7x slower than float32). The hooks `activation`
-        (on ReLU6(x + 3)) and `scaled_activation` (on x / 6) are where QAT puts its fake-quants.
+        TFLite's converter fuses that formula into one HARD_SWISH op: the fastest in float, but XNNPACK
+        runs it only in float, so in an int8 file each one falls back to TFLite's own kernel and splits
+        the XNNPACK graph (int8 V3-Small ran 3.7x slower than float32). With `for_int8=True` the layer
+        computes ReLU6(x + 3) * (x / 6) instead, which stays ADD, MUL, MUL (all int8 in XNNPACK); QAT puts
+        fake-quants on its hooks `activation` (ReLU6(x + 3)) and `scaled_activation` (x / 6).
         """
 
-        def __init__(self, **kwargs):
+        def __init__(self, for_int8=False, **kwargs):
             super().__init__(**kwargs)
+            self.for_int8 = bool(for_int8)
             self.activation = keras_module.activations.linear
             self.scaled_activation = keras_module.activations.linear
 
         def call(self, inputs):
-            return self.activation(relu6(inputs + 3.0)) * self.scaled_activation(inputs * (1.0 / 6.0))
+            if self.for_int8:
+                return self.activation(relu6(inputs + 3.0)) * self.scaled_activation(inputs * (1.0 / 6.0))
+            return inputs * (relu6(inputs + 3.0) / 6.0)
 
         def compute_output_shape(self, input_shape):
             return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "for_int8": self.for_int8}
 
     return HardSigmoid, HardSwish

@@ -199,6 +199,8 @@ def quantize_model(model):
     def annotated(layer):
         if type(layer).__name__ == "Rescaling":
             layer = _quantizable_rescaling().from_config(layer.get_config())
+        if type(layer).__name__ == "HardSwish":  # the form XNNPACK runs in int8, with both hooks
+            layer = type(layer).from_config({**layer.get_config(), "for_int8": True})
         if type(layer).__name__ in HOOKED:
             return annotate(layer, _hook_config()())
         if type(layer).__name__ in OUTPUT_QUANTIZED:

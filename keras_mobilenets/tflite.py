@@ -5,6 +5,7 @@ with a representative dataset) and qat-int8 (a `quantize_model` model). The file
 the report passes: below `min_top1_agreement` the call raises and nothing is left at `path`.
 """
 
+import contextlib
 import os
 import tempfile
 import time
@@ -91,6 +92,21 @@ def _saved_model(model, folder):
     return folder
 
 
+@contextlib.contextmanager
+def _hard_swish_for(model, mode):
+    """Trace hard-swish in the form that suits `mode`: TFLite's fused HARD_SWISH for float files,
+    ReLU6(x + 3) * (x / 6) for PTQ int8 (XNNPACK runs HARD_SWISH in float only; see layers.HardSwish)."""
+    layers = [layer for layer in model.layers if type(layer).__name__ == "HardSwish"]
+    before = [layer.for_int8 for layer in layers]
+    for layer in layers:
+        layer.for_int8 = layer.for_int8 or mode == "int8"
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, before):
+            layer.for_int8 = value
+
+
 def convert(model, mode="float32", representative=None, input_type="float32", output_type="float32",
             representative_count=100):
     """TFLite flatbuffer bytes of `model` in `mode` (see the module docstring)."""
@@ -112,7 +128,7 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
     if mode == "int8" and images is None:
         raise ValueError("mode='int8' needs representative: [0, 255] images (array or pipeline) that "
                          "calibrate the activation ranges")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, _hard_swish_for(model, mode):
         converter = tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, folder),
                                                              signature_keys=["serving_default"])
         if mode != "float32":

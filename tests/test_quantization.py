@@ -116,6 +116,21 @@ def test_ptq_modes_agree_with_the_float_model(trained, digits_data, test_images,
     assert int8_accuracy >= float_accuracy - 0.05
 
 
+def test_hard_swish_is_one_fused_op_in_float_files_and_xnnpack_friendly_in_int8(test_images):
+    """XNNPACK runs HARD_SWISH only in float: float files keep TFLite's fused op, PTQ int8 files get
+    ADD/MUL/MUL, and both agree with the Keras model, which is left as it was."""
+    images, _ = test_images
+    model = randomize_batchnorm(kt.create_classifier("v3-small", 10, alpha=0.75, image_size=32))
+    ops = {}
+    for mode in ("float32", "int8"):
+        content = tflite.convert(model, mode, representative=images[:16])
+        outputs, interpreter = tflite.run_tflite(content, images[:16])
+        ops[mode] = {op["op_name"] for op in interpreter._get_ops_details()}
+        assert np.abs(outputs - np.asarray(model(images[:16]))).max() < (1e-4 if mode == "float32" else 0.1)
+    assert "HARD_SWISH" in ops["float32"] and "HARD_SWISH" not in ops["int8"]
+    assert not any(layer.for_int8 for layer in model.layers if type(layer).__name__ == "HardSwish")
+
+
 def test_failing_parity_writes_nothing_and_bad_arguments_are_named(trained, test_images, tmp_path):
     images, _ = test_images
     other = kt.create_classifier("v2", 10, alpha=0.35, image_size=32)
