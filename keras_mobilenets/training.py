@@ -33,6 +33,8 @@ class Recipe:
     None trains BatchNorm from scratch and keeps it frozen when fine-tuning; True or False forces it
     (QAT fine-tuning uses False on all layers). Each stage starts with `warmup_epochs` of linear warm-up:
     a fresh optimizer at the full rate on just-unfrozen pretrained weights undoes them in a few steps.
+    `restore_best=False` returns the last epoch's weights instead of the best checkpoint's (for a
+    pruning ramp, whose best epoch can come before the target sparsity).
     """
 
     epochs: int = 10
@@ -47,6 +49,7 @@ class Recipe:
     label_smoothing: float = 0.1
     early_stopping_patience: int | None = None
     tensorboard: bool = True
+    restore_best: bool = True
 
     def __post_init__(self):
         _check_int("epochs", self.epochs, 1)
@@ -381,7 +384,7 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
     rows = read_history(history_path)
     best_path = weights_file(model, out_dir, "best")
     best = max((r[monitor] for r in rows if monitor in r), default=None)
-    if weights_exist(best_path) and not _multi_worker(strategy):
+    if recipe.restore_best and weights_exist(best_path) and not _multi_worker(strategy):
         _restore(model, best_path)  # (one worker alone must not touch synced variables: see runs.to_keras)
     return FitResult(model, rows, best_path if weights_exist(best_path) else None, monitor, best,
                      len(rows), stages[-1][0], {"history": history_path, "state": os.path.join(out_dir, "state.json")})
