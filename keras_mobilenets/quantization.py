@@ -6,8 +6,10 @@ the same flat graph of tf_keras layers (same names, same weights), then applies 
 quantizers for those layers, so tfmot's Conv+BN(+ReLU) folding still happens everywhere else.
 """
 
+import dataclasses
 import functools
 import inspect
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -295,16 +297,28 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
 
     The fit is `training.fit` (checkpoints, BackupAndRestore resume, CSV history, early stopping) on
     every layer with BatchNorm frozen, a small constant-then-cosine learning rate and no label smoothing.
+    With a validation split the calibrated model counts as epoch 0: when no epoch of the fit beats its
+    validation accuracy, the calibrated weights are kept (a short QAT fit can lose to calibration alone).
     Returns the `FitResult`; its `.model` is the QAT model holding the best weights.
     """
     from keras_mobilenets import training
 
     qat = quantize_model(model)
     calibrate(qat, data.train, calibration_batches)
+    calibrated = None
+    if data.validation is not None:
+        calibrated = training.evaluate(qat, data.validation, data.class_names)["accuracy"]
+        snapshot = training.weights_file(qat, out_dir, "calibrated")
+        os.makedirs(out_dir, exist_ok=True)
+        qat.save_weights(snapshot)
     recipe = training.Recipe(epochs=epochs, freeze_backbone=False, train_batchnorm=False,
                              learning_rate=learning_rate, warmup_epochs=0.0, label_smoothing=0.0,
                              tensorboard=False)
-    return training.fit(qat, data, out_dir, recipe, verbose=verbose)
+    result = training.fit(qat, data, out_dir, recipe, verbose=verbose)
+    if calibrated is not None and (result.best is None or result.best < calibrated):
+        qat.load_weights(snapshot)
+        result = dataclasses.replace(result, best_weights=snapshot, best=calibrated)
+    return result
 
 
 # ------------------------------------------------------------------------------------------ pruning

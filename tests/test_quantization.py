@@ -180,3 +180,16 @@ def test_pruning_reaches_its_sparsity_strips_and_compresses(trained, digits_data
         q.prune_model(trained, target_sparsity=1.0)
     with pytest.raises(ValueError, match="end_step"):
         q.prune_model(trained, end_step=0)
+
+
+def test_fine_tune_qat_keeps_the_calibrated_weights_when_training_only_hurts(trained, tmp_path):
+    """A learning rate of 1.0 wrecks the QAT model; the calibrated weights (epoch 0) come back instead."""
+    d = load_digits()
+    pixels = np.round(d.images * 255 / 16).astype(np.uint8)
+    data = kd.from_arrays(pixels, d.target, 32, batch_size=64, validation_split=0.2, augmentation=None,
+                          crop_fraction=1.0)
+    result = q.fine_tune_qat(trained, data, str(tmp_path / "qat"), epochs=1, learning_rate=1.0, verbose=0)
+    wrecked = result.history[-1]["val_accuracy"]
+    kept = kt.evaluate(result.model, data.validation, data.class_names)["accuracy"]
+    assert kept > 0.5 > wrecked and result.best == pytest.approx(kept, abs=1e-6)
+    assert result.best_weights.endswith("calibrated.ckpt")
