@@ -17,6 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import common  # noqa: E402
+
 
 def accuracy(model, images, labels):
     return float((np.asarray(model.predict(images, verbose=0)).argmax(-1) == labels).mean())
@@ -31,16 +33,10 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
 
-    from sklearn.datasets import load_digits
-
     from keras_mobilenets import data as kd
     from keras_mobilenets import quantization, training
 
-    digits = load_digits()
-    pixels = np.round(digits.images * 255 / 16).astype(np.uint8)
-    data = kd.from_arrays(pixels, digits.target, 32, batch_size=64, validation_split=0.1, test_split=0.2,
-                          augmentation=kd.Augmentation(crop_scale=(0.6, 1.0), flip=False), crop_fraction=1.0)
-    images, labels = (np.concatenate(p) for p in zip(*[(x.numpy(), y.numpy()) for x, y in data.test]))
+    data, images, labels = common.digits(kd.Augmentation(crop_scale=(0.6, 1.0), flip=False))
     steps = sum(1 for _ in data.train)
     folder = tempfile.mkdtemp(prefix="bench-pruning-")
     dense = training.create_classifier("v2", 10, alpha=0.35, image_size=32, bn_momentum=0.9)

@@ -17,18 +17,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import common  # noqa: E402
+
 
 def run(arch, alpha, epochs, qat_epochs, folder):
-    from sklearn.datasets import load_digits
-
-    from keras_mobilenets import data as kd
     from keras_mobilenets import quantization, tflite, training
 
-    digits = load_digits()
-    pixels = np.round(digits.images * 255 / 16).astype(np.uint8)
-    data = kd.from_arrays(pixels, digits.target, 32, batch_size=64, validation_split=0.1, test_split=0.2,
-                          augmentation=None, crop_fraction=1.0)
-    images, labels = (np.concatenate(p) for p in zip(*[(x.numpy(), y.numpy()) for x, y in data.test]))
+    data, images, labels = common.digits()
     model = training.create_classifier(arch, 10, alpha=alpha, image_size=32, bn_momentum=0.9)
     training.fit(model, data, os.path.join(folder, "float"),
                  training.Recipe(epochs=epochs, freeze_backbone=False, learning_rate=5e-3, tensorboard=False),

@@ -20,6 +20,15 @@ def photos():
     return np.stack([tf.image.resize(image, (224, 224)).numpy() for image in images]).astype("float32")
 
 
+@pytest.fixture(scope="session")
+def digit_arrays():
+    """scikit-learn's 1,797 digit scans as uint8 [0, 255] 8x8 images, and their labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return np.round(digits.images * 255 / 16).astype(np.uint8), digits.target
+
+
 def resize(photos, size):
     return tf.image.resize(photos, (size, size)).numpy()
 

@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from conftest import randomize_batchnorm
 from keras_mobilenets import data as kd
@@ -17,10 +16,9 @@ VARIANTS = [("v1", False), ("v2", False), ("v3-large", False), ("v3-small", Fals
 
 
 @pytest.fixture(scope="module")
-def digits_data():
-    d = load_digits()
-    pixels = np.round(d.images * 255 / 16).astype(np.uint8)
-    return kd.from_arrays(pixels, d.target, 32, batch_size=64, validation_split=0.0, test_split=0.2,
+def digits_data(digit_arrays):
+    pixels, labels = digit_arrays
+    return kd.from_arrays(pixels, labels, 32, batch_size=64, validation_split=0.0, test_split=0.2,
                           augmentation=None, crop_fraction=1.0)
 
 
@@ -182,11 +180,10 @@ def test_pruning_reaches_its_sparsity_strips_and_compresses(trained, digits_data
         q.prune_model(trained, end_step=0)
 
 
-def test_fine_tune_qat_keeps_the_calibrated_weights_when_training_only_hurts(trained, tmp_path):
+def test_fine_tune_qat_keeps_the_calibrated_weights_when_training_only_hurts(trained, digit_arrays, tmp_path):
     """A learning rate of 1.0 wrecks the QAT model; the calibrated weights (epoch 0) come back instead."""
-    d = load_digits()
-    pixels = np.round(d.images * 255 / 16).astype(np.uint8)
-    data = kd.from_arrays(pixels, d.target, 32, batch_size=64, validation_split=0.2, augmentation=None,
+    pixels, labels = digit_arrays
+    data = kd.from_arrays(pixels, labels, 32, batch_size=64, validation_split=0.2, augmentation=None,
                           crop_fraction=1.0)
     result = q.fine_tune_qat(trained, data, str(tmp_path / "qat"), epochs=1, learning_rate=1.0, verbose=0)
     wrecked = result.history[-1]["val_accuracy"]

@@ -3,7 +3,6 @@ mixed precision, and the acceptance check that transfer beats training from scra
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from keras_mobilenets import data as kd
 from keras_mobilenets import training as kt
@@ -65,12 +64,6 @@ def test_optimizer_schedule_and_weight_decay_exclusions():
         kt.Recipe(label_smoothing=1.5)
     with pytest.raises(ValueError, match="epochs"):
         kt.Recipe(epochs=0)
-
-
-@pytest.fixture(scope="module")
-def digit_arrays():
-    digits = load_digits()
-    return np.round(digits.images * 255 / 16).astype(np.uint8), digits.target
 
 
 def test_frozen_stage_changes_only_the_head(tmp_path, digit_arrays):
