@@ -179,6 +179,7 @@ def _convert(args):
                                    label_smoothing=0.0)
             model.fit(representative.map(lambda x, y: (x, tf.one_hot(y, classes))),
                       epochs=args.qat_epochs, verbose=1)
+            quantization.set_weight_ranges(model)
     report = export_tflite(model, args.out, mode=args.mode, representative=representative, sample=sample,
                            input_type=args.input_type, output_type=args.output_type,
                            min_top1_agreement=args.min_agreement, overwrite=args.overwrite)

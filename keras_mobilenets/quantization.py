@@ -246,13 +246,14 @@ def _range_slots(qat_model):
 
 
 def calibrate(qat_model, images, batches=8):
-    """Set every activation range of a QAT model to the min/max seen on `images` (its warm-up).
+    """Set every weight range of a QAT model to its weights, then every activation range to the min/max
+    seen on `images` (its warm-up).
 
     tfmot starts each range at [-6, 6] and moves it by 0.1% of the gap per training step (an EMA with
     decay 0.999), so a short QAT fine-tune would quantize with ranges that have little to do with the
     activations. This is PTQ's calibration done on the QAT graph: inference mode (BatchNorm statistics and
     dropout untouched), `batches` batches of [0, 255] images (a pipeline or an array). Returns the
-    number of ranges set.
+    number of activation ranges set.
     """
     import tensorflow as tf
 
@@ -269,6 +270,7 @@ def calibrate(qat_model, images, batches=8):
     if not slots:
         raise ValueError(f"model {qat_model.name!r} has no quantization ranges: pass the model "
                          "quantize_model returned")
+    set_weight_ranges(qat_model)  # the activations seen below come from the quantized weights
     for put, variables, _ in slots:
         variables["min_var"].assign(tf.zeros_like(variables["min_var"]))
         variables["max_var"].assign(tf.zeros_like(variables["max_var"]))
@@ -290,6 +292,22 @@ def calibrate(qat_model, images, batches=8):
         low, high = variables["min_var"], variables["max_var"]
         high.assign(tf.maximum(high, low + 1e-3))
     return len(slots)
+
+
+def set_weight_ranges(qat_model):
+    """Set every weight's int8 range to the weights' present min/max (what the converter will use).
+
+    tfmot's weight quantizers start at [-6, 6] per channel and record the weights' range only when called
+    in training mode, so a QAT model that has not trained yet (or whose weights changed after its last
+    training step) evaluates and converts with ranges that do not fit its weights. Returns the number of
+    weights set.
+    """
+    count = 0
+    for layer in qat_model.layers:
+        for weight, quantizer, variables in getattr(layer, "_weight_vars", ()):
+            quantizer(weight, True, weights=variables)
+            count += 1
+    return count
 
 
 def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibration_batches=8, verbose=1):
@@ -318,6 +336,7 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
     if calibrated is not None and (result.best is None or result.best < calibrated):
         qat.load_weights(snapshot)
         result = dataclasses.replace(result, best_weights=snapshot, best=calibrated)
+    set_weight_ranges(qat)  # the last training step recorded the ranges of the weights before its update
     return result
 
 
