@@ -80,7 +80,7 @@ def main():
     args = parser.parse_args()
     print(f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
           f"devices: {[d.device_type for d in tf.config.list_physical_devices()]}")
-    print(f"| model | metric | keras.applications | keras_mobilenets | ratio (>= 1.0: ours no slower) |")
+    print("| model | metric | keras.applications | keras_mobilenets | ratio (>= 1.0: ours no slower) |")
     print("|---|---|---|---|---|")
     for name, (reference, ours) in CASES.items():
         for metric, (ref_value, our_value, ratio) in measure(reference, ours, args.repeats).items():

@@ -6,7 +6,7 @@ calibration, a short fit with BatchNorm frozen). Accuracies are on the 20% held-
 with LiteRT. Acceptance (the quantization issue): QAT int8 within 0.5 points of float, PTQ int8 within
 1.5 points, int8 file <= 0.3x the float32 file.
 
-    python benchmarks/bench_quantization_accuracy.py --archs v2:0.35 v3-small:1.0 --epochs 20
+    python benchmarks/bench_quantization_accuracy.py --archs v2:0.35 v3-small:1.0 --epochs 20 --seeds 0 1 2
 """
 
 import argparse
@@ -28,9 +28,10 @@ def run(arch, alpha, epochs, qat_epochs, folder):
     training.fit(model, data, os.path.join(folder, "float"),
                  training.Recipe(epochs=epochs, freeze_backbone=False, learning_rate=5e-3, tensorboard=False),
                  verbose=0)
-    qat = quantization.fine_tune_qat(model, data, os.path.join(folder, "qat"), epochs=qat_epochs,
-                                     verbose=0).model
-    row = {"float Keras": float((np.asarray(model(images)).argmax(-1) == labels).mean())}
+    result = quantization.fine_tune_qat(model, data, os.path.join(folder, "qat"), epochs=qat_epochs, verbose=0)
+    qat = result.model
+    row = {"float Keras": float((np.asarray(model(images)).argmax(-1) == labels).mean()),
+           "QAT kept": os.path.basename(result.best_weights or "last").split(".")[0]}
     for mode, source in (("float32", model), ("int8", model), ("qat-int8", qat)):
         path = os.path.join(folder, f"{mode}.tflite")
         report = tflite.export_tflite(source, path, mode=mode, representative=data.train, sample=images,
@@ -43,25 +44,38 @@ def run(arch, alpha, epochs, qat_epochs, folder):
 
 
 def main():
+    import keras
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=["v2:0.35", "v3-small:1.0"], help="ARCH:ALPHA")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one run per seed (keras.utils.set_random_seed); single runs vary by a few points")
     args = parser.parse_args()
-    print("| arch | float Keras | float32 TFLite | PTQ int8 (diff) | QAT int8 (diff) | int8 / float32 size | "
-          "non-int8 ops |")
-    print("|---|---|---|---|---|---|---|")
+    print("| arch | seed | float Keras | float32 TFLite | PTQ int8 (diff) | QAT int8 (diff) | QAT weights kept | "
+          "int8 / float32 size | non-int8 ops |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    summary = {}
     for spec in args.archs:
         arch, alpha = spec.split(":")
-        with tempfile.TemporaryDirectory() as folder:
-            row, count = run(arch, float(alpha), args.epochs, args.qat_epochs, folder)
-        base = row["float Keras"]
-        print(f"| {arch} {alpha} ({count} test images) | {base:.2%} | {row['float32']:.2%} | "
-              f"{row['int8']:.2%} ({(row['int8'] - base) * 100:+.2f}) | "
-              f"{row['qat-int8']:.2%} ({(row['qat-int8'] - base) * 100:+.2f}) | "
-              f"PTQ {row['int8 MB'] / row['float32 MB']:.2f}x, QAT {row['qat-int8 MB'] / row['float32 MB']:.2f}x "
-              f"({row['float32 MB']:.2f} -> {row['qat-int8 MB']:.2f} MB) | "
-              f"{len(row['int8 ops']) + len(row['qat-int8 ops'])} |", flush=True)
+        for seed in args.seeds:
+            keras.utils.set_random_seed(seed)
+            with tempfile.TemporaryDirectory() as folder:
+                row, count = run(arch, float(alpha), args.epochs, args.qat_epochs, folder)
+            base = row["float Keras"]
+            summary.setdefault(spec, []).append(((row["int8"] - base) * 100, (row["qat-int8"] - base) * 100))
+            print(f"| {arch} {alpha} ({count} test images) | {seed} | {base:.2%} | {row['float32']:.2%} | "
+                  f"{row['int8']:.2%} ({(row['int8'] - base) * 100:+.2f}) | "
+                  f"{row['qat-int8']:.2%} ({(row['qat-int8'] - base) * 100:+.2f}) | {row['QAT kept']} | "
+                  f"PTQ {row['int8 MB'] / row['float32 MB']:.2f}x, QAT {row['qat-int8 MB'] / row['float32 MB']:.2f}x "
+                  f"({row['float32 MB']:.2f} -> {row['qat-int8 MB']:.2f} MB) | "
+                  f"{len(row['int8 ops']) + len(row['qat-int8 ops'])} |", flush=True)
+    print()
+    for spec, diffs in summary.items():
+        ptq, qat = (np.array(d) for d in zip(*diffs))
+        print(f"{spec}: {len(diffs)} seeds, points vs float: PTQ mean {ptq.mean():+.2f} (worst {ptq.min():+.2f}), "
+              f"QAT mean {qat.mean():+.2f} (worst {qat.min():+.2f})")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def _reproduce(args):
                              input_shape=(row.resolution, row.resolution, 3))
         report = profile(model)
         macs, params = report.macs / 1e6, report.kernel_params / 1e6
-        ok = abs(macs - row.macs) < 1.0 and abs(params - row.params) < 0.1  # the papers round or truncate
+        ok = row.agrees(report.macs, report.kernel_params)
         failures += not ok
         label = f"{row.arch}{'-min' if row.minimalistic else ''} {row.alpha} {row.resolution}"
         print(f"{label:<24}{macs:>8.1f}{row.macs:>8}{params:>10.2f}{row.params:>7}  {row.source}"

@@ -15,6 +15,11 @@ class Published(NamedTuple):
     params: float
     source: str
 
+    def agrees(self, macs, params):
+        """Whether measured MACs and kernel parameters are this row's, to the papers' precision (they
+        round or truncate to 1M MACs and 0.1M parameters)."""
+        return abs(macs / 1e6 - self.macs) < 1.0 and abs(params / 1e6 - self.params) < 0.1
+
 
 PUBLISHED = (
     Published("v1", 1.0, 224, False, 569, 4.2, "V1 paper Table 6"),
