@@ -3,8 +3,8 @@
 Each network is trained from scratch on 70% of scikit-learn's 1,797 digit scans (32x32), then
 converted: full-integer PTQ calibrated on the training split, and QAT (`fine_tune_qat`: wrap, range
 calibration, a short fit with BatchNorm frozen). Accuracies are on the 20% held-out test split, run
-with LiteRT. Acceptance (the quantization issue): QAT int8 within 0.5 points of float, PTQ int8 within
-1.5 points, int8 file <= 0.3x the float32 file.
+with LiteRT; PTQ also with per-tensor weights (`per_channel=False`). Acceptance (the quantization
+issue): QAT int8 within 0.5 points of float, PTQ int8 within 1.5 points, int8 file <= 0.3x the float32 file.
 
     python benchmarks/bench_quantization_accuracy.py --archs v2:0.35 v3-small:1.0 --epochs 20 --seeds 0 1 2
 """
@@ -32,10 +32,12 @@ def run(arch, alpha, epochs, qat_epochs, folder):
     qat = result.model
     row = {"float Keras": float((np.asarray(model(images)).argmax(-1) == labels).mean()),
            "QAT kept": os.path.basename(result.best_weights or "last").split(".")[0]}
-    for mode, source in (("float32", model), ("int8", model), ("qat-int8", qat)):
-        path = os.path.join(folder, f"{mode}.tflite")
-        report = tflite.export_tflite(source, path, mode=mode, representative=data.train, sample=images,
-                                      input_type="float32", min_top1_agreement=0.0)
+    for mode, source, per_channel in (("float32", model, True), ("int8", model, True),
+                                      ("int8 per-tensor", model, False), ("qat-int8", qat, True)):
+        path = os.path.join(folder, f"{mode}.tflite".replace(" ", "_"))
+        report = tflite.export_tflite(source, path, mode=mode.split()[0], representative=data.train,
+                                      sample=images, input_type="float32", min_top1_agreement=0.0,
+                                      per_channel=per_channel)
         outputs, _ = tflite.run_tflite(path, images)
         row[mode] = float((outputs.argmax(-1) == labels).mean())
         row[f"{mode} MB"] = report.size_bytes / 1e6
@@ -53,9 +55,9 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="one run per seed (keras.utils.set_random_seed); single runs vary by a few points")
     args = parser.parse_args()
-    print("| arch | seed | float Keras | float32 TFLite | PTQ int8 (diff) | QAT int8 (diff) | QAT weights kept | "
-          "int8 / float32 size | non-int8 ops |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| arch | seed | float Keras | float32 TFLite | PTQ int8 (diff) | PTQ per-tensor (diff) | QAT int8 (diff) | "
+          "QAT weights kept | int8 / float32 size | non-int8 ops |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     summary = {}
     for spec in args.archs:
         arch, alpha = spec.split(":")
@@ -64,17 +66,20 @@ def main():
             with tempfile.TemporaryDirectory() as folder:
                 row, count = run(arch, float(alpha), args.epochs, args.qat_epochs, folder)
             base = row["float Keras"]
-            summary.setdefault(spec, []).append(((row["int8"] - base) * 100, (row["qat-int8"] - base) * 100))
+            summary.setdefault(spec, []).append([(row[mode] - base) * 100
+                                                 for mode in ("int8", "int8 per-tensor", "qat-int8")])
             print(f"| {arch} {alpha} ({count} test images) | {seed} | {base:.2%} | {row['float32']:.2%} | "
-                  f"{row['int8']:.2%} ({(row['int8'] - base) * 100:+.2f}) | "
-                  f"{row['qat-int8']:.2%} ({(row['qat-int8'] - base) * 100:+.2f}) | {row['QAT kept']} | "
-                  f"PTQ {row['int8 MB'] / row['float32 MB']:.2f}x, QAT {row['qat-int8 MB'] / row['float32 MB']:.2f}x "
-                  f"({row['float32 MB']:.2f} -> {row['qat-int8 MB']:.2f} MB) | "
-                  f"{len(row['int8 ops']) + len(row['qat-int8 ops'])} |", flush=True)
+                  + "".join(f"{row[m]:.2%} ({(row[m] - base) * 100:+.2f}) | "
+                            for m in ("int8", "int8 per-tensor", "qat-int8"))
+                  + f"{row['QAT kept']} | PTQ {row['int8 MB'] / row['float32 MB']:.2f}x, "
+                  f"per-tensor {row['int8 per-tensor MB'] / row['float32 MB']:.2f}x, "
+                  f"QAT {row['qat-int8 MB'] / row['float32 MB']:.2f}x ({row['float32 MB']:.2f} MB float32) | "
+                  f"{sum(len(row[m + ' ops']) for m in ('int8', 'int8 per-tensor', 'qat-int8'))} |", flush=True)
     print()
     for spec, diffs in summary.items():
-        ptq, qat = (np.array(d) for d in zip(*diffs))
+        ptq, per_tensor, qat = (np.array(d) for d in zip(*diffs))
         print(f"{spec}: {len(diffs)} seeds, points vs float: PTQ mean {ptq.mean():+.2f} (worst {ptq.min():+.2f}), "
+              f"PTQ per-tensor mean {per_tensor.mean():+.2f} (worst {per_tensor.min():+.2f}), "
               f"QAT mean {qat.mean():+.2f} (worst {qat.min():+.2f})")
 
 

@@ -162,6 +162,8 @@ def _convert(args):
 
     from keras_mobilenets.tflite import export_tflite
 
+    if args.per_tensor and args.mode != "int8":
+        raise ValueError(f"--per-tensor is not allowed with --mode {args.mode}: it is for --mode int8 only")
     model = keras.saving.load_model(args.model)
     representative, sample = _convert_data(args, model)
     if args.mode == "qat-int8":
@@ -182,7 +184,8 @@ def _convert(args):
             quantization.set_weight_ranges(model)
     report = export_tflite(model, args.out, mode=args.mode, representative=representative, sample=sample,
                            input_type=args.input_type, output_type=args.output_type,
-                           min_top1_agreement=args.min_agreement, overwrite=args.overwrite)
+                           min_top1_agreement=args.min_agreement, overwrite=args.overwrite,
+                           per_channel=not args.per_tensor)
     print(f"wrote {args.out}")
     print(report)
     return 0
@@ -290,6 +293,8 @@ def build_parser():
                          help="fail (and write nothing) below this top-1 agreement with the Keras model")
     convert.add_argument("--qat-epochs", type=int, default=1, help="QAT epochs after range calibration (qat-int8); 0: calibration only")
     convert.add_argument("--qat-lr", type=float, default=1e-4)
+    convert.add_argument("--per-tensor", action="store_true",
+                         help="int8: one weight range per tensor instead of per channel (a smaller file)")
     convert.add_argument("--overwrite", action="store_true")
     convert.set_defaults(run=_convert)
 

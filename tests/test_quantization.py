@@ -117,6 +117,19 @@ def test_ptq_modes_agree_with_the_float_model(trained, digits_data, test_images,
     outputs, _ = tflite.run_tflite(str(tmp_path / "int8.tflite"), images)  # the written file, reloaded
     int8_accuracy = float((outputs.argmax(-1) == labels).mean())
     assert int8_accuracy >= float_accuracy - 0.05
+    # per-tensor weights: no per-channel scale and zero-point tables, so under 0.3x even for this network
+    report = tflite.export_tflite(trained, tmp_path / "int8_per_tensor.tflite", mode="int8", per_channel=False,
+                                  representative=digits_data.train, sample=images, min_top1_agreement=0.9)
+    print(f"\n{report}")
+    assert report.mode == "int8 per-tensor" and report.size_bytes <= 0.3 * reports["float32"].size_bytes
+    outputs, interpreter = tflite.run_tflite(str(tmp_path / "int8_per_tensor.tflite"), images)
+    scales = {len(t["quantization_parameters"]["scales"]) for t in interpreter.get_tensor_details()}
+    assert max(scales) == 1 and max(len(t["quantization_parameters"]["scales"]) for t in
+                                    tflite.run_tflite(str(tmp_path / "int8.tflite"), images[:1])[1].get_tensor_details()) > 1
+    assert float((outputs.argmax(-1) == labels).mean()) >= float_accuracy - 0.05
+    for mode in ("dynamic", "qat-int8"):
+        with pytest.raises(ValueError, match="per_channel=False is not allowed"):
+            tflite.convert(trained, mode, per_channel=False)
 
 
 def test_hard_swish_is_one_fused_op_in_float_files_and_xnnpack_friendly_in_int8(test_images):
