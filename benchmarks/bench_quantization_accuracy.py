@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 
+QUANTIZED = ("int8", "int8 per-tensor", "qat-int8")  # the columns compared with float Keras
+
 
 def run(arch, alpha, epochs, qat_epochs, folder):
     from keras_mobilenets import quantization, tflite, training
@@ -66,15 +68,13 @@ def main():
             with tempfile.TemporaryDirectory() as folder:
                 row, count = run(arch, float(alpha), args.epochs, args.qat_epochs, folder)
             base = row["float Keras"]
-            summary.setdefault(spec, []).append([(row[mode] - base) * 100
-                                                 for mode in ("int8", "int8 per-tensor", "qat-int8")])
+            summary.setdefault(spec, []).append([(row[mode] - base) * 100 for mode in QUANTIZED])
             print(f"| {arch} {alpha} ({count} test images) | {seed} | {base:.2%} | {row['float32']:.2%} | "
-                  + "".join(f"{row[m]:.2%} ({(row[m] - base) * 100:+.2f}) | "
-                            for m in ("int8", "int8 per-tensor", "qat-int8"))
+                  + "".join(f"{row[m]:.2%} ({(row[m] - base) * 100:+.2f}) | " for m in QUANTIZED)
                   + f"{row['QAT kept']} | PTQ {row['int8 MB'] / row['float32 MB']:.2f}x, "
                   f"per-tensor {row['int8 per-tensor MB'] / row['float32 MB']:.2f}x, "
                   f"QAT {row['qat-int8 MB'] / row['float32 MB']:.2f}x ({row['float32 MB']:.2f} MB float32) | "
-                  f"{sum(len(row[m + ' ops']) for m in ('int8', 'int8 per-tensor', 'qat-int8'))} |", flush=True)
+                  f"{sum(len(row[m + ' ops']) for m in QUANTIZED)} |", flush=True)
     print()
     for spec, diffs in summary.items():
         ptq, per_tensor, qat = (np.array(d) for d in zip(*diffs))
