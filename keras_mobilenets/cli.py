@@ -162,8 +162,9 @@ def _convert(args):
 
     from keras_mobilenets.tflite import export_tflite
 
-    if args.per_tensor and args.mode != "int8":
-        raise ValueError(f"--per-tensor is not allowed with --mode {args.mode}: it is for --mode int8 only")
+    if args.per_tensor and args.mode not in ("int8", "qat-int8"):
+        raise ValueError(f"--per-tensor is not allowed with --mode {args.mode}: it is for --mode int8 "
+                         "and qat-int8")
     model = keras.saving.load_model(args.model)
     representative, sample = _convert_data(args, model)
     if args.mode == "qat-int8":
@@ -171,7 +172,7 @@ def _convert(args):
 
         from keras_mobilenets import quantization, training
 
-        model = quantization.quantize_model(model)
+        model = quantization.quantize_model(model, per_channel=not args.per_tensor)
         quantization.calibrate(model, representative)
         if args.qat_epochs:  # a quick QAT pass; `keras-mobilenets quantize` is the resumable full one
             classes = model.outputs[0].shape[-1]
@@ -196,7 +197,8 @@ def _quantize(args):
 
     metrics = quantize_run(args.model, args.out, data_dir=args.data, epochs=args.epochs,
                            learning_rate=args.lr, input_type=args.input_type, output_type=args.output_type,
-                           min_top1_agreement=args.min_agreement, overwrite=args.overwrite)
+                           min_top1_agreement=args.min_agreement, overwrite=args.overwrite,
+                           per_channel=not args.per_tensor)
     print(f"{metrics['split']} accuracy on {metrics['images']} images: float Keras "
           f"{metrics['float_keras_accuracy']:.4f}, QAT Keras {metrics['qat_keras_accuracy']:.4f}, "
           f"int8 TFLite {metrics['int8_tflite_accuracy']:.4f}")
@@ -294,7 +296,8 @@ def build_parser():
     convert.add_argument("--qat-epochs", type=int, default=1, help="QAT epochs after range calibration (qat-int8); 0: calibration only")
     convert.add_argument("--qat-lr", type=float, default=1e-4)
     convert.add_argument("--per-tensor", action="store_true",
-                         help="int8: one weight range per tensor instead of per channel (a smaller file)")
+                         help="int8, qat-int8: one weight range per tensor instead of per channel "
+                              "(a smaller file; QAT folds BatchNorm first)")
     convert.add_argument("--overwrite", action="store_true")
     convert.set_defaults(run=_convert)
 
@@ -308,6 +311,8 @@ def build_parser():
     quantize.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"))
     quantize.add_argument("--min-agreement", type=float, default=0.98,
                           help="fail (and write no .tflite) below this top-1 agreement with the QAT model")
+    quantize.add_argument("--per-tensor", action="store_true",
+                          help="one weight range per tensor (BatchNorm folded first): a smaller file")
     quantize.add_argument("--overwrite", action="store_true")
     quantize.set_defaults(run=_quantize)
 

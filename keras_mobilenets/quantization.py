@@ -59,7 +59,7 @@ def _config_for(cls, config):
 
 
 def _inbound(layer_config):
-    """Names of the layers feeding one layer, from a Keras 3 functional config (one call per layer)."""
+    """Names of the layers feeding one layer, from a functional config of either flavor (one call per layer)."""
     nodes = layer_config.get("inbound_nodes") or []
     if len(nodes) > 1:
         raise ValueError(f"layer {layer_config['name']!r} is called more than once; quantize_model "
@@ -78,16 +78,58 @@ def _inbound(layer_config):
                 walk(item)
 
     for node in nodes:
-        walk(node.get("args", []))
+        if isinstance(node, list):  # tf_keras: [[layer name, node index, tensor index, kwargs], ...]
+            names.extend(item[0] for item in node)
+        else:
+            walk(node.get("args", []))
     return names
 
 
-def to_tf_keras(model):
-    """The same flat graph as tf_keras layers with the same names and weights (outputs agree)."""
-    if flavor_of(model).name == "tf_keras":
+FOLDABLE = ("Conv2D", "DepthwiseConv2D")
+
+
+def _fold_pairs(config):
+    """{conv name: BatchNorm name} for every Conv2D/DepthwiseConv2D whose only consumer is a BatchNorm."""
+    kinds = {entry["config"]["name"]: entry["class_name"] for entry in config["layers"]}
+    consumers = {}
+    for entry in config["layers"]:
+        for name in _inbound(entry):
+            consumers.setdefault(name, []).append(entry)
+    pairs = {}
+    for name, kind in kinds.items():
+        users = consumers.get(name, [])
+        if kind in FOLDABLE and len(users) == 1 and users[0]["class_name"] == "BatchNormalization":
+            pairs[name] = users[0]["config"]["name"]
+    return pairs
+
+
+def _folded_weights(conv, batch_norm):
+    """Kernel and bias of `conv` followed by `batch_norm` (inference statistics) as one conv."""
+    gamma, beta, mean, variance = (np.asarray(w) for w in batch_norm.get_weights())
+    scale = gamma / np.sqrt(variance + batch_norm.epsilon)
+    weights = [np.asarray(w) for w in conv.get_weights()]
+    kernel = weights[0]
+    bias = weights[1] if len(weights) > 1 else np.zeros_like(mean)
+    if type(conv).__name__ == "DepthwiseConv2D":  # output channel c * depth_multiplier + m
+        kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
+    else:
+        kernel = kernel * scale
+    return [kernel, (bias - mean) * scale + beta]
+
+
+def to_tf_keras(model, fold_batch_norm=False):
+    """The same flat graph as tf_keras layers with the same names and weights (outputs agree).
+
+    `fold_batch_norm=True` merges each BatchNorm into the Conv2D/DepthwiseConv2D before it (the conv
+    keeps its name and gets a bias; BatchNorm's inference statistics are frozen into the weights), the
+    graph per-tensor int8 QAT needs: TFLite cannot fold a per-channel BatchNorm scale into one weight scale.
+    """
+    if flavor_of(model).name == "tf_keras" and not fold_batch_norm:
         return model
     flavor = get_flavor("tf_keras")
     config = model.get_config()
+    pairs = _fold_pairs(config) if fold_batch_norm else {}
+    folded = {bn: conv for conv, bn in pairs.items()}
     by_name = {layer.name: layer for layer in model.layers}
     tensors = {}
     for entry in config["layers"]:
@@ -96,16 +138,27 @@ def to_tf_keras(model):
         if entry["class_name"] == "InputLayer":
             tensors[name] = flavor.keras.Input(shape=tuple(source.output.shape[1:]), name=name)
             continue
+        if name in folded:
+            tensors[name] = tensors[folded[name]]
+            continue
         cls = _layer_class(flavor, entry["class_name"])
-        layer = cls(**_config_for(cls, source.get_config()))
+        layer_config = _config_for(cls, source.get_config())
+        weights = source.get_weights()
+        if name in pairs:
+            layer_config["use_bias"] = True
+            weights = _folded_weights(source, by_name[pairs[name]])
+        layer = cls(**layer_config)
         inputs = [tensors[n] for n in _inbound(entry)]
         tensors[name] = layer(inputs if len(inputs) > 1 else inputs[0])
-        layer.set_weights(source.get_weights())
+        layer.set_weights(weights)
     inputs = [tensors[spec[0]] for spec in _as_list(config["input_layers"])]
     outputs = [tensors[spec[0]] for spec in _as_list(config["output_layers"])]
     rebuilt = flavor.keras.Model(inputs if len(inputs) > 1 else inputs[0],
                                  outputs if len(outputs) > 1 else outputs[0], name=model.name)
-    rebuilt.block_info = getattr(model, "block_info", ())
+    rebuilt.block_info = tuple(  # a folded BatchNorm's place goes to its conv
+        dataclasses.replace(info, output=folded.get(info.output, info.output),
+                            layers=tuple(n for n in info.layers if n not in folded))
+        for info in getattr(model, "block_info", ()))
     return rebuilt
 
 
@@ -182,19 +235,71 @@ def quantize_scope():
         "HookQuantizeConfig": _hook_config(), "QuantizableRescaling": _quantizable_rescaling()})
 
 
-def quantize_model(model):
+@functools.cache
+def _scheme(per_channel):
+    """tfmot's default 8-bit scheme (weights per channel, or per tensor), mended for Conv + ReLU.
+
+    tfmot's layout transform gives a Conv2D/DepthwiseConv2D followed directly by a ReLU no quantize
+    config at all (LayerReLUQuantize: meant to keep a fake-quant out from between them, it drops the
+    weights' fake-quant too), and the converter then quantizes those weights per channel itself. That hits
+    the squeeze-excite's first conv (bias, then ReLU) and every conv of a BatchNorm-folded graph. A second
+    pass gives such convs back their weight quantizer, with no fake-quant on their output.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras import quantize_aware_activation
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as configs,
+        default_8bit_quantize_layout_transform as layout,
+        default_8bit_quantize_scheme as scheme,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
+        model_transformer,
+        transforms,
+    )
+
+    class ConvReLUWeights(transforms.Transform):
+        def pattern(self):
+            return transforms.LayerPattern("ReLU", inputs=[transforms.LayerPattern("Conv2D|DepthwiseConv2D")])
+
+        def replacement(self, match_layer):
+            conv = match_layer.input_layers[0]
+            if isinstance(conv.metadata.get("quantize_config"), configs.NoOpQuantizeConfig):
+                conv.layer["config"]["activation"] = {"class_name": "NoOpActivation", "config": {}}
+                conv.metadata["quantize_config"] = None  # the registry's config for the layer
+            return match_layer
+
+        def custom_objects(self):
+            return {"NoOpActivation": quantize_aware_activation.NoOpActivation}
+
+    class Layout(layout.Default8BitQuantizeLayoutTransform):
+        def apply(self, model, layer_quantize_map):
+            model, layer_quantize_map = super().apply(model, layer_quantize_map)
+            return model_transformer.ModelTransformer(
+                model, [ConvReLUWeights()], set(layer_quantize_map), layer_quantize_map).transform()
+
+    class Scheme(scheme.Default8BitQuantizeScheme):
+        def get_layout_transformer(self):
+            return Layout()
+
+    return Scheme(disable_per_axis=not per_channel)
+
+
+def quantize_model(model, per_channel=True):
     """A tfmot QAT model (tf_keras) of one of our Keras 3 (or tf_keras) models, weights copied.
 
-    Conv/Depthwise + BatchNorm (+ ReLU) are folded by tfmot's default 8-bit scheme; hard-swish,
+    Conv/Depthwise + BatchNorm (+ ReLU) are fused by tfmot's default 8-bit scheme; hard-swish,
     hard-sigmoid and Rescaling get fake-quants on their inner hooks and outputs, the squeeze-excite
-    Multiply on its output.
+    Multiply on its output. Weights get one int8 range per output channel; `per_channel=False` gives one
+    per tensor (a smaller TFLite file: no per-channel scale tables) on a graph whose BatchNorms are folded
+    into the convs first (`to_tf_keras(fold_batch_norm=True)`), their statistics frozen.
     """
     tfmot = _tfmot()
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_configs as configs,
     )
 
-    source = to_tf_keras(model)
+    if per_channel not in (True, False):
+        raise ValueError(f"per_channel={per_channel!r} is not allowed: pass True or False")
+    source = to_tf_keras(model, fold_batch_norm=not per_channel)
     keras2 = get_flavor("tf_keras").keras
     annotate = tfmot.quantization.keras.quantize_annotate_layer
 
@@ -213,7 +318,7 @@ def quantize_model(model):
 
     marked = keras2.models.clone_model(source, clone_function=annotated)
     with quantize_scope():
-        qat = tfmot.quantization.keras.quantize_apply(marked)
+        qat = tfmot.quantization.keras.quantize_apply(marked, scheme=_scheme(per_channel))
     qat.block_info = getattr(model, "block_info", ())
     return qat
 
@@ -310,8 +415,11 @@ def set_weight_ranges(qat_model):
     return count
 
 
-def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibration_batches=8, verbose=1):
+def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibration_batches=8, verbose=1,
+                  per_channel=True):
     """QAT of a trained Keras 3 classifier on `data` (an ImageData): wrap, calibrate the ranges, fit.
+
+    `per_channel=False`: one weight range per tensor (see `quantize_model`), for a smaller int8 file.
 
     The fit is `training.fit` (checkpoints, BackupAndRestore resume, CSV history, early stopping) on
     every layer with BatchNorm frozen, a small constant-then-cosine learning rate and no label smoothing.
@@ -321,7 +429,7 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
     """
     from keras_mobilenets import training
 
-    qat = quantize_model(model)
+    qat = quantize_model(model, per_channel=per_channel)
     calibrate(qat, data.train, calibration_batches)
     calibrated = None
     if data.validation is not None:

@@ -294,13 +294,14 @@ def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_d
 
 
 def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-4, input_type="float32",
-                 output_type="float32", min_top1_agreement=0.98, overwrite=False, verbose=1):
+                 output_type="float32", min_top1_agreement=0.98, overwrite=False, verbose=1, per_channel=True):
     """QAT fine-tuning of a trained classifier, ending in its int8 TFLite file (what `quantize` runs).
 
     Data: the model's run folder (same splits and augmentation as its training), or `data_dir` (a folder
     or "digits", split 70/10/20). `out_dir` keeps quantize.json (re-running the same call resumes the
     QAT fit), the QAT checkpoints, history.csv, model_int8.tflite and metrics.json with the float Keras,
     QAT Keras and int8 TFLite accuracies on the held-out split and the TFLite parity report.
+    `per_channel=False`: one weight range per tensor (`quantize_model`), a smaller file.
     """
     import keras
 
@@ -308,7 +309,7 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
 
     out_dir = os.fspath(out_dir)
     settings = {"model": os.path.abspath(model_path), "data": data_dir, "epochs": epochs,
-                "learning_rate": learning_rate}
+                "learning_rate": learning_rate, "per_channel": per_channel}
     marker = os.path.join(out_dir, "quantize.json")
     if os.path.exists(marker):
         with open(marker) as handle:
@@ -336,7 +337,7 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
     os.makedirs(out_dir, exist_ok=True)
     _write_json(marker, settings)
     result = quantization.fine_tune_qat(model, data, out_dir, epochs=epochs, learning_rate=learning_rate,
-                                        verbose=verbose)
+                                        verbose=verbose, per_channel=per_channel)
     split = "test" if data.test is not None else "validation"
     images, labels = (np.concatenate(parts) for parts in zip(*[(np.asarray(x), np.asarray(y))
                                                                for x, y in getattr(data, split)]))

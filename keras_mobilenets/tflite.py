@@ -4,9 +4,11 @@ Modes: float32, float16, dynamic (dynamic-range weights), int8 (full-integer pos
 with a representative dataset) and qat-int8 (a `quantize_model` model). The file is written only after
 the report passes: below `min_top1_agreement` the call raises and nothing is left at `path`.
 
-int8 weights get one range per output channel. `per_channel=False` (int8 only) gives one per tensor: a
-smaller file where the per-channel tables weigh (each channel of a weight and of its int32 bias carries a
-float32 scale and an int64 zero point; 28% of a 10-class V2 0.35 int8 file), at some accuracy risk.
+int8 weights get one range per output channel. `per_channel=False` gives one per tensor: a smaller file
+where the per-channel tables weigh (each channel of a weight and of its int32 bias carries a float32 scale
+and an int64 zero point; 28% of a 10-class V2 0.35 int8 file). For int8 (PTQ) the converter does it, at
+some accuracy risk; a qat-int8 file follows its QAT model, so per tensor there means
+`quantize_model(model, per_channel=False)` (BatchNorm folded, then trained with per-tensor fake-quants).
 """
 
 import contextlib
@@ -118,11 +120,10 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
 
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not allowed: mode must be one of {MODES}")
-    if not per_channel and mode != "int8":
-        # a QAT file takes its ranges from the QAT model's per-channel fake-quants (the converter keeps
-        # them), and per-tensor dynamic-range weights moved V3-Small's probabilities by up to 0.93
+    if not per_channel and mode not in ("int8", "qat-int8"):
+        # per-tensor dynamic-range weights moved V3-Small's probabilities by up to 0.93
         raise ValueError(f"per_channel=False is not allowed with mode={mode!r}: per-tensor weights are "
-                         "offered for mode='int8' (post-training) only")
+                         "offered for mode 'int8' and 'qat-int8'")
     for name, value in (("input_type", input_type), ("output_type", output_type)):
         if value not in IO_TYPES:
             raise ValueError(f"{name}={value!r} is not allowed: {name} must be one of {IO_TYPES}")
@@ -133,6 +134,10 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
     if mode == "qat-int8" and not is_qat:
         raise ValueError("mode='qat-int8' is not allowed for a model without QAT wrappers: use "
                          "keras_mobilenets.quantization.quantize_model first, or mode='int8' for PTQ")
+    if mode == "qat-int8" and not per_channel and _per_axis(model):
+        raise ValueError("per_channel=False with mode='qat-int8' needs a QAT model with one weight range "
+                         "per tensor: the converter keeps the model's own fake-quants, so make it with "
+                         "quantize_model(model, per_channel=False)")
     images = _images(representative, representative_count)
     if mode == "int8" and images is None:
         raise ValueError("mode='int8' needs representative: [0, 255] images (array or pipeline) that "
@@ -152,6 +157,18 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
             converter.inference_input_type = getattr(tf, input_type)
             converter.inference_output_type = getattr(tf, output_type)
         return converter.convert()
+
+
+def _per_axis(qat_model):
+    """Whether any weight of a QAT model is fake-quantized per channel."""
+    return any(getattr(quantizer, "per_axis", False) for layer in qat_model.layers
+               for _, quantizer, _ in getattr(layer, "_weight_vars", ()))
+
+
+def per_tensor(interpreter):
+    """Whether every quantized tensor of a TFLite file has one scale (no per-channel tables)."""
+    return all(len(detail["quantization_parameters"]["scales"]) <= 1
+               for detail in interpreter.get_tensor_details())
 
 
 def run_tflite(content, images, num_threads=2):
@@ -220,11 +237,13 @@ def export_tflite(model, path, mode="float32", representative=None, sample=None,
     seconds = time.perf_counter() - started
     expected = np.asarray((reference or model)(images, training=False))
     actual, interpreter = run_tflite(content, images, num_threads)
+    quantized = mode in ("int8", "qat-int8")
     report = TFLiteReport(
-        path=path, mode=mode if per_channel else f"{mode} per-tensor", size_bytes=len(content),
+        path=path, mode=f"{mode} per-tensor" if quantized and per_tensor(interpreter) else mode,
+        size_bytes=len(content),
         max_abs_diff=float(np.abs(actual - expected).max()),
         top1_agreement=float((actual.argmax(-1) == expected.argmax(-1)).mean()), samples=len(images),
-        non_int8_ops=non_int8_ops(interpreter) if mode in ("int8", "qat-int8") else [],
+        non_int8_ops=non_int8_ops(interpreter) if quantized else [],
         conversion_seconds=round(seconds, 2))
     if report.top1_agreement < min_top1_agreement:
         raise ParityError(f"TFLite {mode} top-1 agreement {report.top1_agreement:.4f} is below "
