@@ -4,8 +4,9 @@ Batch 1, 224x224, 1000 classes, LiteRT with 2 threads (its default XNNPACK deleg
 for V1, V2, V3-Large and V3-Small at alpha 1.0. Latency does not depend on the weight values, so the
 networks are not trained; BatchNorm statistics are randomized so activations have realistic ranges. PTQ
 calibrates on real photos (scikit-learn's and scikit-image's samples); the QAT model is wrapped and
-calibrated on the same photos (`quantization.calibrate`), and its conversion time is compared with the
-PTQ conversion of the same network in the same run. Ratios are what to read: absolute times are noisy.
+calibrated on the same photos (`quantization.calibrate`), per channel and per tensor (BatchNorm folded,
+`quantize_model(per_channel=False)`), and its conversion time is compared with the PTQ conversion of the
+same network in the same run. Ratios are what to read: absolute times are noisy.
 
     python benchmarks/bench_tflite.py --archs v1 v2 v3-large v3-small --runs 30
 """
@@ -86,13 +87,12 @@ def bench(arch, size, runs, threads, calibration):
         contents[mode] = tflite.convert(model, mode, representative=calibration if mode == "int8" else None,
                                         representative_count=len(calibration))
         row[f"{mode} convert s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    qat = quantization.quantize_model(model)
-    quantization.calibrate(qat, calibration, batches=len(calibration))
-    row["qat wrap+calibrate s"] = time.perf_counter() - started
-    started = time.perf_counter()
-    contents["qat-int8"] = tflite.convert(qat, "qat-int8")
-    row["qat-int8 convert s"] = time.perf_counter() - started
+    for mode, per_channel in (("qat-int8", True), ("qat-int8 per-tensor", False)):
+        qat = quantization.quantize_model(model, per_channel=per_channel)
+        quantization.calibrate(qat, calibration, batches=len(calibration))
+        started = time.perf_counter()
+        contents[mode] = tflite.convert(qat, "qat-int8")
+        row[f"{mode} convert s"] = time.perf_counter() - started
     calls = {"keras tf.function": lambda: compiled(batch).numpy()}
     calls.update({mode: litert_call(content, image, threads) for mode, content in contents.items()})
     row.update(interleaved_ms(calls, runs))
@@ -109,21 +109,22 @@ def main():
     parser.add_argument("--calibration", type=int, default=16, help="photos for PTQ / QAT range calibration")
     args = parser.parse_args()
     calibration = photos(args.size, args.calibration)
-    modes = ["float32", "float16", "dynamic", "int8", "qat-int8"]
+    modes = ["float32", "float16", "dynamic", "int8", "qat-int8", "qat-int8 per-tensor"]
     print(f"batch 1, {args.size}x{args.size}, LiteRT {args.threads} threads (XNNPACK), median of "
           f"{args.runs} interleaved runs; ms, and the speed-up over the Keras tf.function in brackets\n")
-    print("| arch | Keras tf.function | " + " | ".join(modes) + " | int8 / float32 latency (PTQ, QAT) | "
-          "PTQ int8 convert | QAT int8 convert (ratio) | int8 / float32 size |")
+    print("| arch | Keras tf.function | " + " | ".join(modes) + " | int8 / float32 latency (PTQ, QAT, QAT "
+          "per-tensor) | PTQ int8 convert | QAT int8 convert (ratio) | int8 / float32 size (PTQ, QAT, QAT per-tensor) |")
     print("|---" * (len(modes) + 6) + "|")
     for arch in args.archs:
         row = bench(arch, args.size, args.runs, args.threads, calibration)
         cells = [f"{row[m]:.1f} ({row['keras tf.function'] / row[m]:.1f}x)" for m in modes]
+        quantized = ("int8", "qat-int8", "qat-int8 per-tensor")
         ptq, qat = row["int8 convert s"], row["qat-int8 convert s"]
-        print(f"| {arch} | {row['keras tf.function']:.1f} | " + " | ".join(cells) +
-              f" | {row['int8'] / row['float32']:.2f}x, {row['qat-int8'] / row['float32']:.2f}x"
-              f" | {ptq:.1f} s | {qat:.1f} s ({qat / ptq:.2f}x) | "
-              f"{row['int8 MB'] / row['float32 MB']:.2f}x ({row['float32 MB']:.1f} -> {row['int8 MB']:.1f} MB) |",
-              flush=True)
+        print(f"| {arch} | {row['keras tf.function']:.1f} | " + " | ".join(cells) + " | "
+              + ", ".join(f"{row[m] / row['float32']:.2f}x" for m in quantized)
+              + f" | {ptq:.1f} s | {qat:.1f} s ({qat / ptq:.2f}x) | "
+              + ", ".join(f"{row[m + ' MB'] / row['float32 MB']:.3f}x" for m in quantized)
+              + f" ({row['float32 MB']:.1f} MB float32) |", flush=True)
 
 
 if __name__ == "__main__":
