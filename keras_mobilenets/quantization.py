@@ -423,9 +423,11 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
 
     The fit is `training.fit` (checkpoints, BackupAndRestore resume, CSV history, early stopping) on
     every layer with BatchNorm frozen, a small constant-then-cosine learning rate and no label smoothing.
-    With a validation split the calibrated model counts as epoch 0: when no epoch of the fit beats its
-    validation accuracy, the calibrated weights are kept (a short QAT fit can lose to calibration alone).
-    Returns the `FitResult`; its `.model` is the QAT model holding the best weights.
+    With a validation split the calibrated model counts as epoch 0: when the fit's best epoch has a higher
+    validation cross-entropy, the calibrated weights are kept (a QAT fit can lose to calibration alone).
+    Cross-entropy rather than accuracy: on a small split accuracy moves in whole images (0.56 points for
+    180), and on digits it kept the calibrated model in 10 of 12 runs although 1-3 QAT epochs gained up
+    to 2.2 test points. Returns the `FitResult`; its `.model` is the QAT model holding the best weights.
     """
     from keras_mobilenets import training
 
@@ -433,7 +435,8 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
     calibrate(qat, data.train, calibration_batches)
     calibrated = None
     if data.validation is not None:
-        calibrated = training.evaluate(qat, data.validation, data.class_names)["accuracy"]
+        calibrated = (cross_entropy(qat, data.validation),
+                      training.evaluate(qat, data.validation, data.class_names)["accuracy"])
         snapshot = training.weights_file(qat, out_dir, "calibrated")
         os.makedirs(out_dir, exist_ok=True)
         qat.save_weights(snapshot)
@@ -441,11 +444,22 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
                              learning_rate=learning_rate, warmup_epochs=0.0, label_smoothing=0.0,
                              tensorboard=False)
     result = training.fit(qat, data, out_dir, recipe, verbose=verbose)
-    if calibrated is not None and (result.best is None or result.best < calibrated):
-        qat.load_weights(snapshot)
-        result = dataclasses.replace(result, best_weights=snapshot, best=calibrated)
     set_weight_ranges(qat)  # the last training step recorded the ranges of the weights before its update
+    if calibrated is not None and (result.best is None or cross_entropy(qat, data.validation) > calibrated[0]):
+        qat.load_weights(snapshot)
+        result = dataclasses.replace(result, best_weights=snapshot, best=calibrated[1])
     return result
+
+
+def cross_entropy(model, dataset):
+    """Mean cross-entropy of a softmax classifier on (pixels, integer label) batches, in inference mode."""
+    total, count = 0.0, 0
+    for images, labels in dataset:
+        probabilities = np.asarray(model(images, training=False))
+        picked = probabilities[np.arange(len(probabilities)), np.asarray(labels)]
+        total += float(-np.log(np.maximum(picked, 1e-7)).sum())
+        count += len(picked)
+    return total / max(count, 1)
 
 
 # ------------------------------------------------------------------------------------------ pruning

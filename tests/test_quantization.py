@@ -263,11 +263,18 @@ def test_pruning_reaches_its_sparsity_strips_and_compresses(trained, digits_data
 
 
 def test_fine_tune_qat_keeps_the_calibrated_weights_when_training_only_hurts(trained, digit_arrays, tmp_path):
-    """A learning rate of 1.0 wrecks the QAT model; the calibrated weights (epoch 0) come back instead."""
+    """A learning rate of 1.0 wrecks the QAT model; the calibrated weights (epoch 0, lower validation
+    cross-entropy) come back instead."""
     pixels, labels = digit_arrays
     data = kd.from_arrays(pixels, labels, 32, batch_size=64, validation_split=0.2, augmentation=None,
                           crop_fraction=1.0)
     float_accuracy = kt.evaluate(trained, data.validation, data.class_names)["accuracy"]
+    # the fallback compares validation cross-entropy: check it against Keras' own
+    import keras
+
+    images, labels = (np.concatenate(parts) for parts in zip(*[(x.numpy(), y.numpy()) for x, y in data.validation]))
+    expected = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, trained(images))))
+    assert q.cross_entropy(trained, data.validation) == pytest.approx(expected, rel=1e-4)
     result = q.fine_tune_qat(trained, data, str(tmp_path / "qat"), epochs=1, learning_rate=1.0, verbose=0)
     wrecked = result.history[-1]["val_accuracy"]
     kept = kt.evaluate(result.model, data.validation, data.class_names)["accuracy"]
