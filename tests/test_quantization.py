@@ -66,8 +66,10 @@ def test_folding_handles_depthwise_multipliers(photos):
 @pytest.mark.parametrize("arch, minimal", VARIANTS)
 def test_qat_wraps_calibrates_trains_and_converts_every_variant_to_int8(arch, minimal, digits_data,
                                                                         test_images, tmp_path):
+    import keras
     import tensorflow as tf
 
+    keras.utils.set_random_seed(0)  # the same network whichever worker and test order runs it
     model = kt.create_classifier(arch, 10, alpha=0.75 if arch != "v1" else 0.25, image_size=32,
                                  minimalistic=minimal, bn_momentum=0.9)
     # outputs far from uniform, so top-1 agreement means something (near-tied classes all quantize to
@@ -98,17 +100,25 @@ def test_qat_wraps_calibrates_trains_and_converts_every_variant_to_int8(arch, mi
     assert 0.99 < float(rescaled._output_quantizer_vars["max_var"]) <= 1.0 + 1e-6  # [0, 255] -> [-1, 1]
     assert -1.0 - 1e-6 <= float(rescaled._output_quantizer_vars["min_var"]) < -0.99
     kt.set_trainable(qat, "all", train_batchnorm=False)
-    kt.compile_model(qat, 1e-3, steps=3)
+    kt.compile_model(qat, 1e-4, steps=3)
     before = [np.array(w) for w in qat.trainable_weights]
     history = qat.fit(digits_data.train.take(3).map(lambda x, y: (x, tf.one_hot(y, 10))), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert any(not np.array_equal(b, np.array(w)) for b, w in zip(before, qat.trainable_weights))
     images, _ = test_images
     report = tflite.export_tflite(qat, tmp_path / "qat.tflite", mode="qat-int8", sample=images[:32],
-                                  input_type="uint8", min_top1_agreement=0.9)
+                                  input_type="uint8", min_top1_agreement=0.0)
     print(f"\n{arch}{' minimalistic' if minimal else ''}: {report}")
     assert report.non_int8_ops == []  # hard-swish, hard-sigmoid, SE multiply and rescaling all int8
-    _, interpreter = tflite.run_tflite(str(tmp_path / "qat.tflite"), images[:1])
+    outputs, interpreter = tflite.run_tflite(str(tmp_path / "qat.tflite"), images[:32])
+    # top-1 must agree wherever the QAT model's top two classes are further apart than int8 can blur. A
+    # random network can have near-ties, where either answer is right: CI failed on two such V3-Small
+    # draws, so the network is seeded and must give at least 16 clear images (it gives 32 for every variant)
+    expected = np.asarray(qat(images[:32], training=False))
+    top2 = np.sort(expected, axis=-1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.02
+    assert clear.sum() >= 16
+    assert (outputs.argmax(-1) == expected.argmax(-1))[clear].all()
     assert "HARD_SWISH" not in {op["op_name"] for op in interpreter._get_ops_details()}  # XNNPACK: float only
     assert report.max_abs_diff < 0.1 and report.samples == 32
     assert (tmp_path / "qat.tflite").stat().st_size == report.size_bytes
