@@ -61,6 +61,10 @@ def test_folding_handles_depthwise_multipliers(photos):
     folded = q.to_tf_keras(model, fold_batch_norm=True)
     x = tf.image.resize(photos, (64, 64)).numpy()
     np.testing.assert_allclose(np.asarray(folded(x)), np.asarray(model(x)), atol=1e-4)
+    # a tf_keras model folds too (its functional config is written differently)
+    again = q.to_tf_keras(q.to_tf_keras(model), fold_batch_norm=True)
+    assert [layer.name for layer in again.layers] == [layer.name for layer in folded.layers]
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-4)
 
 
 @pytest.mark.parametrize("arch, minimal", VARIANTS)
