@@ -160,9 +160,9 @@ def _convert_data(args, model):
 def _convert(args):
     import keras
 
-    from keras_mobilenets.tflite import export_tflite
+    from keras_mobilenets.tflite import INT8_MODES, export_tflite
 
-    if args.per_tensor and args.mode not in ("int8", "qat-int8"):
+    if args.per_tensor and args.mode not in INT8_MODES:
         raise ValueError(f"--per-tensor is not allowed with --mode {args.mode}: it is for --mode int8 "
                          "and qat-int8")
     model = keras.saving.load_model(args.model)

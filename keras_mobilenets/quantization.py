@@ -143,10 +143,11 @@ def to_tf_keras(model, fold_batch_norm=False):
             continue
         cls = _layer_class(flavor, entry["class_name"])
         layer_config = _config_for(cls, source.get_config())
-        weights = source.get_weights()
         if name in pairs:
             layer_config["use_bias"] = True
             weights = _folded_weights(source, by_name[pairs[name]])
+        else:
+            weights = source.get_weights()
         layer = cls(**layer_config)
         inputs = [tensors[n] for n in _inbound(entry)]
         tensors[name] = layer(inputs if len(inputs) > 1 else inputs[0])
@@ -435,8 +436,7 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
     calibrate(qat, data.train, calibration_batches)
     calibrated = None
     if data.validation is not None:
-        calibrated = (cross_entropy(qat, data.validation),
-                      training.evaluate(qat, data.validation, data.class_names)["accuracy"])
+        calibrated = cross_entropy(qat, data.validation)
         snapshot = training.weights_file(qat, out_dir, "calibrated")
         os.makedirs(out_dir, exist_ok=True)
         qat.save_weights(snapshot)
@@ -445,9 +445,10 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
                              tensorboard=False)
     result = training.fit(qat, data, out_dir, recipe, verbose=verbose)
     set_weight_ranges(qat)  # the last training step recorded the ranges of the weights before its update
-    if calibrated is not None and (result.best is None or cross_entropy(qat, data.validation) > calibrated[0]):
+    if calibrated is not None and (result.best is None or cross_entropy(qat, data.validation) > calibrated):
         qat.load_weights(snapshot)
-        result = dataclasses.replace(result, best_weights=snapshot, best=calibrated[1])
+        accuracy = training.evaluate(qat, data.validation, data.class_names)["accuracy"]
+        result = dataclasses.replace(result, best_weights=snapshot, best=accuracy)
     return result
 
 

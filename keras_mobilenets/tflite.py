@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MODES = ("float32", "float16", "dynamic", "int8", "qat-int8")
+INT8_MODES = ("int8", "qat-int8")  # integer files: int8/uint8 input and output, per-tensor weights
 IO_TYPES = ("float32", "int8", "uint8")
 
 
@@ -120,14 +121,14 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
 
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not allowed: mode must be one of {MODES}")
-    if not per_channel and mode not in ("int8", "qat-int8"):
+    if not per_channel and mode not in INT8_MODES:
         # per-tensor dynamic-range weights moved V3-Small's probabilities by up to 0.93
         raise ValueError(f"per_channel=False is not allowed with mode={mode!r}: per-tensor weights are "
                          "offered for mode 'int8' and 'qat-int8'")
     for name, value in (("input_type", input_type), ("output_type", output_type)):
         if value not in IO_TYPES:
             raise ValueError(f"{name}={value!r} is not allowed: {name} must be one of {IO_TYPES}")
-        if value != "float32" and mode not in ("int8", "qat-int8"):
+        if value != "float32" and mode not in INT8_MODES:
             raise ValueError(f"{name}={value!r} is not allowed with mode={mode!r}: integer inputs and "
                              "outputs need mode 'int8' or 'qat-int8'")
     is_qat = any(type(layer).__name__ == "QuantizeWrapperV2" for layer in model.layers)
@@ -153,7 +154,7 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
             converter.representative_dataset = lambda: ([image[None]] for image in images)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter._experimental_disable_per_channel = not per_channel  # the converter's own switch
-        if mode in ("int8", "qat-int8"):
+        if mode in INT8_MODES:
             converter.inference_input_type = getattr(tf, input_type)
             converter.inference_output_type = getattr(tf, output_type)
         return converter.convert()
@@ -237,7 +238,7 @@ def export_tflite(model, path, mode="float32", representative=None, sample=None,
     seconds = time.perf_counter() - started
     expected = np.asarray((reference or model)(images, training=False))
     actual, interpreter = run_tflite(content, images, num_threads)
-    quantized = mode in ("int8", "qat-int8")
+    quantized = mode in INT8_MODES
     report = TFLiteReport(
         path=path, mode=f"{mode} per-tensor" if quantized and per_tensor(interpreter) else mode,
         size_bytes=len(content),
