@@ -17,6 +17,7 @@ import numpy as np
 from keras_mobilenets import data as kd
 from keras_mobilenets import reports, training
 from keras_mobilenets.datasets import digits
+from keras_mobilenets.fileio import write_json
 from keras_mobilenets.flavors import flavor_of
 
 STRATEGIES = (None, "mirrored", "multi-worker")
@@ -148,12 +149,6 @@ def _check_resume(out_dir, config, overwrite):
     return os.path.exists(os.path.join(out_dir, "metrics.json"))
 
 
-def _write_json(path, payload):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, path)
-
 
 def _save_model(model, path):
     tmp = f"{path[:-len('.keras')]}.tmp.keras"
@@ -199,8 +194,8 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
     os.makedirs(work_dir, exist_ok=True)
     data = load_data(config)
     if chief:
-        _write_json(os.path.join(out_dir, "config.json"), config.to_json())
-        _write_json(os.path.join(out_dir, "split.json"), data.files)
+        write_json(os.path.join(out_dir, "config.json"), config.to_json())
+        write_json(os.path.join(out_dir, "split.json"), data.files)
         with open(os.path.join(out_dir, "labels.txt"), "w") as handle:
             handle.write("\n".join(data.class_names) + "\n")
 
@@ -239,7 +234,7 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
 
         exported = export_saved_model(model, export_dir, labels=os.path.join(out_dir, "labels.txt"))
         metrics["export"] = exported.path
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
     return RunResult(out_dir, model, metrics, resumed=resumed, export=exported)
 
 
@@ -287,7 +282,7 @@ def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_d
     out_dir = out_dir or run_dir
     os.makedirs(out_dir, exist_ok=True)
     name = f"evaluation_{split}" if data_dir is None else "evaluation"
-    _write_json(os.path.join(out_dir, f"{name}.json"), metrics)
+    write_json(os.path.join(out_dir, f"{name}.json"), metrics)
     reports.plot_confusion(metrics["confusion_matrix"], class_names,
                            os.path.join(out_dir, f"{name}_confusion_matrix.png"))
     return metrics
@@ -335,7 +330,7 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
         data = kd.from_folder(digits() if data_dir == "digits" else data_dir, size, validation_split=0.1,
                               test_split=0.2, augmentation=None)
     os.makedirs(out_dir, exist_ok=True)
-    _write_json(marker, settings)
+    write_json(marker, settings)
     result = quantization.fine_tune_qat(model, data, out_dir, epochs=epochs, learning_rate=learning_rate,
                                         verbose=verbose, per_channel=per_channel)
     split = "test" if data.test is not None else "validation"
@@ -355,5 +350,5 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
                "qat_keras_accuracy": accuracy(np.asarray(result.model.predict(images, verbose=0))),
                "int8_tflite_accuracy": accuracy(outputs), "tflite": asdict(report),
                "qat_epochs": result.epochs_run, "best": result.best, "monitor": result.monitor}
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_mobilenets.fileio import write_json
 from keras_mobilenets.flavors import flavor_of, get_flavor, unwrapped
 from keras_mobilenets.models import create_model
 from keras_mobilenets.preprocessing import includes_preprocessing
@@ -271,12 +272,6 @@ def _state(out_dir):
     return {}
 
 
-def _write_json(path, payload):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, path)
-
 
 def weights_file(model, out_dir, stem):
     """Keras 3 writes `<stem>.weights.h5`; tf_keras the legacy `<stem>.h5` layout (see _restore), or a
@@ -379,7 +374,7 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
                   verbose=verbose)
         model.save_weights(done_weights)
         state[stage] = "done"
-        _write_json(os.path.join(out_dir, "state.json"), state)
+        write_json(os.path.join(out_dir, "state.json"), state)
 
     rows = read_history(history_path)
     best_path = weights_file(model, out_dir, "best")
