@@ -26,5 +26,5 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "nbmake>=1.5", "scikit-image>=0.22"],
     },
-    entry_points={"console_scripts": ["keras-mobilenets=keras_mobilenets.cli:main"]},
+    entry_points={"console_scripts": ["keras-mobilenets=keras_mobilenets.app.cli:main"]},
 )

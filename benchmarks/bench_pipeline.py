@@ -48,8 +48,8 @@ def main():
 
     import tensorflow as tf
 
-    from keras_mobilenets import data as kd
-    from keras_mobilenets import training as kt
+    from keras_mobilenets.data import pipelines as kd
+    from keras_mobilenets.train import recipe as kt
 
     root = write_jpeg_folder(os.path.join(tempfile.mkdtemp(), "jpegs"), args.images)
     data = kd.from_folder(root, args.size, batch_size=args.batch_size, validation_split=0.0)

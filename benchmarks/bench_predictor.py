@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_mobilenets as km  # noqa: E402
-from keras_mobilenets.export import decode_image_bytes  # noqa: E402
+from keras_mobilenets.deploy.serving import decode_image_bytes  # noqa: E402
 
 from common import photos, timed  # noqa: E402
 

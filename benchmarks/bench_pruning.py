@@ -33,8 +33,10 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
 
-    from keras_mobilenets import data as kd
-    from keras_mobilenets import quantization, training
+    from keras_mobilenets.data import pipelines as kd
+    from keras_mobilenets.deploy import tflite
+    from keras_mobilenets.optimize import quantization
+    from keras_mobilenets.train import recipe as training
 
     data, images, labels = common.digits(kd.Augmentation(crop_scale=(0.6, 1.0), flip=False))
     steps = sum(1 for _ in data.train)
@@ -60,7 +62,7 @@ def main():
                          callbacks=quantization.pruning_callbacks())
         kept = quantization.strip_pruning(
             pruned, into=training.create_classifier("v2", 10, alpha=0.35, image_size=32))
-        report = quantization.pruning_report(dense, kept)
+        report = tflite.pruning_report(dense, kept)
         score = accuracy(kept, images, labels)
         print(f"| {target:.2f} | {report.sparsity:.3f} | {score:.2%} ({(score - base) * 100:+.2f}) | "
               f"{report.dense_gzip_bytes / 1e6:.2f} -> {report.pruned_gzip_bytes / 1e6:.2f} MB "

@@ -23,7 +23,9 @@ QUANTIZED = ("int8", "int8 per-tensor", "qat-int8", "qat-int8 per-tensor")  # co
 
 
 def run(arch, alpha, epochs, qat_epochs, folder):
-    from keras_mobilenets import quantization, tflite, training
+    from keras_mobilenets.optimize import quantization
+    from keras_mobilenets.deploy import tflite
+    from keras_mobilenets.train import recipe as training
 
     data, images, labels = common.digits()
     model = training.create_classifier(arch, 10, alpha=alpha, image_size=32, bn_momentum=0.9)

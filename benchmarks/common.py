@@ -18,7 +18,7 @@ def digits(augmentation=None):
     import numpy as np
     from sklearn.datasets import load_digits
 
-    from keras_mobilenets import data as kd
+    from keras_mobilenets.data import pipelines as kd
 
     scans = load_digits()
     pixels = np.round(scans.images * 255 / 16).astype(np.uint8)

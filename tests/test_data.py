@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_mobilenets import data as kd
-from keras_mobilenets.datasets import digits
+from keras_mobilenets.data import pipelines as kd
+from keras_mobilenets.data.datasets import digits
 
 
 @pytest.fixture(scope="module")

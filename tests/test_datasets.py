@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from keras_mobilenets.datasets import DIGITS_CLASSES, digits
+from keras_mobilenets.data.datasets import DIGITS_CLASSES, digits
 
 
 def test_digits_folder_holds_every_scan(tmp_path):

@@ -11,8 +11,8 @@ import tensorflow as tf
 from conftest import randomize_batchnorm, resize
 
 import keras_mobilenets as km
-from keras_mobilenets import export as export_module
-from keras_mobilenets.export import decode_image_bytes, export_saved_model, rest_request_body
+from keras_mobilenets.deploy import serving as export_module
+from keras_mobilenets.deploy.serving import decode_image_bytes, export_saved_model, rest_request_body
 
 SIZE = 96
 LABELS = [f"class_{i}" for i in range(10)]

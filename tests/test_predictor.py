@@ -6,8 +6,8 @@ import tensorflow as tf
 from conftest import randomize_batchnorm, resize
 
 import keras_mobilenets as km
-from keras_mobilenets.cli import main
-from keras_mobilenets.export import decode_image_bytes
+from keras_mobilenets.app.cli import main
+from keras_mobilenets.deploy.serving import decode_image_bytes
 
 SIZE = 96
 LABELS = [f"label_{i}" for i in range(10)]

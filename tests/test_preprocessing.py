@@ -21,7 +21,7 @@ def test_preprocess_input_never_normalizes_twice(photos):
 
 def test_decode_predictions_without_the_class_index_falls_back_to_wordnet_ids(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr("keras_mobilenets.preprocessing._class_index", None)
+    monkeypatch.setattr("keras_mobilenets.nets.preprocessing._class_index", None)
     scores = np.zeros((2, 1000), dtype="float32")
     scores[0, 0], scores[1, 999] = 0.9, 0.8
     with pytest.warns(UserWarning, match="imagenet_class_index.json"):

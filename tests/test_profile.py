@@ -3,8 +3,8 @@
 import pytest
 
 import keras_mobilenets as km
-from keras_mobilenets.cli import main
-from keras_mobilenets.papers import PUBLISHED, PUBLISHED_PEAK_BYTES
+from keras_mobilenets.app.cli import main
+from keras_mobilenets.analysis.papers import PUBLISHED, PUBLISHED_PEAK_BYTES
 
 
 @pytest.mark.parametrize("row", PUBLISHED,

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import randomize_batchnorm
-from keras_mobilenets import data as kd
-from keras_mobilenets import quantization as q
-from keras_mobilenets import tflite
-from keras_mobilenets import training as kt
+from keras_mobilenets.data import pipelines as kd
+from keras_mobilenets.optimize import quantization as q
+from keras_mobilenets.deploy import tflite
+from keras_mobilenets.train import recipe as kt
 
 VARIANTS = [("v1", False), ("v2", False), ("v3-large", False), ("v3-small", False), ("v3-large", True),
             ("v3-small", True)]
@@ -261,7 +261,7 @@ def test_pruning_reaches_its_sparsity_strips_and_compresses(trained, digits_data
     assert "PruneLowMagnitude" not in {type(layer).__name__ for layer in stripped.layers}
     np.testing.assert_allclose(np.asarray(stripped(images[:16])), np.asarray(result.model(images[:16])),
                                atol=1e-5)
-    report = q.pruning_report(trained, stripped)
+    report = tflite.pruning_report(trained, stripped)
     print(f"\n{report}")
     assert 0.49 <= report.sparsity <= 0.51 and len(report.layer_sparsity) == 36  # 35 convs + head
     assert min(report.layer_sparsity.values()) >= 0.45

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 
 from conftest import randomize_batchnorm, save_legacy_h5
-from keras_mobilenets.cli import build_parser, main
-from keras_mobilenets.registry import BLOCKS
-from keras_mobilenets.weights import imagenet_file
+from keras_mobilenets.app.cli import build_parser, main
+from keras_mobilenets.nets.registry import BLOCKS
+from keras_mobilenets.nets.weights import imagenet_file
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()

@@ -7,7 +7,7 @@ import keras
 import pytest
 
 import keras_mobilenets as km
-from keras_mobilenets.registry import BLOCKS
+from keras_mobilenets.nets.registry import BLOCKS
 
 
 @dataclass(frozen=True)

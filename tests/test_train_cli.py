@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_mobilenets.datasets import digits
+from keras_mobilenets.data.datasets import digits
 
 TINY = ["--arch", "v2", "--alpha", "0.35", "--image-size", "32", "--no-flip", "--min-crop", "0.6",
         "--crop-fraction", "1.0", "--batch-size", "64"]
@@ -35,7 +35,7 @@ def _env(**extra):
 
 
 def _train(args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "train", *args],
+    return subprocess.run([sys.executable, "-m", "keras_mobilenets.app.cli", "train", *args],
                           capture_output=True, text=True, env=_env(), timeout=600, **kwargs)
 
 
@@ -47,7 +47,7 @@ def _history(run):
 def test_train_writes_the_run_and_resumes_after_sigkill(tmp_path, digits_dir):
     run = str(tmp_path / "run")
     args = ["--data", str(digits_dir), *TINY, "--epochs", "3", "--out", run]
-    process = subprocess.Popen([sys.executable, "-m", "keras_mobilenets.cli", "train", *args],
+    process = subprocess.Popen([sys.executable, "-m", "keras_mobilenets.app.cli", "train", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
     history = os.path.join(run, "history.csv")
     deadline = time.time() + 400
@@ -80,7 +80,7 @@ def test_train_writes_the_run_and_resumes_after_sigkill(tmp_path, digits_dir):
     assert metrics["best"] == pytest.approx(best) and metrics["validation"]["accuracy"] == pytest.approx(best)
 
     # evaluate, a new process reading best.keras and the stored test split, agrees with metrics.json
-    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "evaluate",
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.app.cli", "evaluate",
                           os.path.join(run, "best.keras")], capture_output=True, text=True, env=_env(),
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -91,7 +91,7 @@ def test_train_writes_the_run_and_resumes_after_sigkill(tmp_path, digits_dir):
 
     # convert uses the run's stored splits: train images calibrate, test images check parity
     tflite_path = str(tmp_path / "model.tflite")
-    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "convert",
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.app.cli", "convert",
                           os.path.join(run, "best.keras"), "--mode", "float32", "--out", tflite_path],
                          capture_output=True, text=True, env=_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -100,7 +100,7 @@ def test_train_writes_the_run_and_resumes_after_sigkill(tmp_path, digits_dir):
 
     # quantize: QAT fine-tuning on the run's own splits, then an all-int8 TFLite file that predicts
     qat_dir = str(tmp_path / "qat")
-    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "quantize",
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.app.cli", "quantize",
                           os.path.join(run, "best.keras"), "--epochs", "1", "--input-type", "uint8",
                           "--min-agreement", "0.5", "--out", qat_dir],
                          capture_output=True, text=True, env=_env(), timeout=600)
@@ -114,7 +114,7 @@ def test_train_writes_the_run_and_resumes_after_sigkill(tmp_path, digits_dir):
     assert abs(quantized["int8_tflite_accuracy"] - quantized["qat_keras_accuracy"]) <= 0.05
     assert len(_history(qat_dir)) == 1 and "int8 TFLite" in out.stdout
     image = os.path.join(digits_dir, "7", sorted(os.listdir(os.path.join(digits_dir, "7")))[0])
-    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.cli", "predict", "--model",
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.app.cli", "predict", "--model",
                           os.path.join(qat_dir, "model_int8.tflite"), "--labels", os.path.join(run, "labels.txt"),
                           "--top-k", "3", image], capture_output=True, text=True, env=_env(), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -147,8 +147,8 @@ MIRRORED = """
 import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from keras_mobilenets.runs import RunConfig, train_run
-from keras_mobilenets.training import Recipe
+from keras_mobilenets.app.runs import RunConfig, train_run
+from keras_mobilenets.train.recipe import Recipe
 config = RunConfig(data=sys.argv[1], arch="v2", alpha=0.35, image_size=32, batch_size=64, flip=False,
                    crop_scale=(0.6, 1.0), crop_fraction=1.0, bn_momentum=0.9, strategy="mirrored",
                    recipe=Recipe(epochs=3, freeze_backbone=False, learning_rate=5e-3, tensorboard=False))
@@ -183,7 +183,7 @@ def _free_ports(n):
 def test_multi_worker_training_in_two_processes_returns_a_keras3_model(tmp_path, digits_dir):
     run = str(tmp_path / "multi")
     workers = [f"localhost:{port}" for port in _free_ports(2)]
-    args = [sys.executable, "-m", "keras_mobilenets.cli", "train", "--data", str(digits_dir), *TINY,
+    args = [sys.executable, "-m", "keras_mobilenets.app.cli", "train", "--data", str(digits_dir), *TINY,
             "--epochs", "2", "--strategy", "multi-worker", "--out", run]
     processes = []
     for index in range(2):

@@ -4,8 +4,8 @@ mixed precision, and the acceptance check that transfer beats training from scra
 import numpy as np
 import pytest
 
-from keras_mobilenets import data as kd
-from keras_mobilenets import training as kt
+from keras_mobilenets.data import pipelines as kd
+from keras_mobilenets.train import recipe as kt
 
 
 def _backbone_weights(model):

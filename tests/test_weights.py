@@ -7,7 +7,7 @@ import pytest
 from conftest import randomize_batchnorm, reference_input, reference_model, resize, save_legacy_h5
 
 import keras_mobilenets as km
-from keras_mobilenets.weights import imagenet_file
+from keras_mobilenets.nets.weights import imagenet_file
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ Layer names follow keras.applications exactly for every layer that carries weigh
 files load unchanged; activation layers get stable names of their own.
 """
 
-from keras_mobilenets.channels import make_divisible
-from keras_mobilenets.registry import register_block
+from keras_mobilenets.nets.channels import make_divisible
+from keras_mobilenets.nets.registry import register_block
 
 SE_RATIO = 0.25
 _V1_STRIDE_PAD = ((0, 1), (0, 1))

@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 
-from keras_mobilenets.export import decode_image_bytes, ends_in_softmax, read_labels, versions
-from keras_mobilenets.preprocessing import preprocess_input
+from keras_mobilenets.deploy.serving import decode_image_bytes, ends_in_softmax, read_labels, versions
+from keras_mobilenets.nets.preprocessing import preprocess_input
 
 
 def _resolve_saved_model(path):

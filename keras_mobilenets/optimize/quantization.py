@@ -10,11 +10,10 @@ import dataclasses
 import functools
 import inspect
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
-from keras_mobilenets.flavors import flavor_of, get_flavor
+from keras_mobilenets.nets.flavors import flavor_of, get_flavor
 
 OUTPUT_QUANTIZED = ("Multiply",)
 HOOKED = ("HardSwish", "HardSigmoid", "QuantizableRescaling")
@@ -430,7 +429,7 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
     180), and on digits it kept the calibrated model in 10 of 12 runs although 1-3 QAT epochs gained up
     to 2.2 test points. Returns the `FitResult`; its `.model` is the QAT model holding the best weights.
     """
-    from keras_mobilenets import training
+    from keras_mobilenets.train import recipe as training
 
     qat = quantize_model(model, per_channel=per_channel)
     calibrate(qat, data.train, calibration_batches)
@@ -476,7 +475,7 @@ def prune_model(model, target_sparsity=0.5, end_step=1000, begin_step=0, frequen
     where nearly all of a MobileNet's weights are; depthwise kernels are tiny and sensitive). Train the
     result with `pruning_callbacks()` (tfmot needs its step callback), then `strip_pruning`.
     """
-    from keras_mobilenets.training import _check_int
+    from keras_mobilenets.train.recipe import _check_int
 
     tfmot = _tfmot()
     if not 0 <= initial_sparsity <= target_sparsity < 1:
@@ -529,34 +528,3 @@ def strip_pruning(pruned, into=None):
                                  "that was pruned")
             layer.set_weights(by_name[layer.name].get_weights())
     return into
-
-
-@dataclass
-class PruningReport:
-    sparsity: float
-    layer_sparsity: dict
-    dense_gzip_bytes: int
-    pruned_gzip_bytes: int
-
-    def __str__(self):
-        return (f"sparsity {self.sparsity:.3f} over {len(self.layer_sparsity)} pruned kernels; gzipped "
-                f"float32 TFLite {self.dense_gzip_bytes / 1e6:.2f} MB dense -> "
-                f"{self.pruned_gzip_bytes / 1e6:.2f} MB pruned "
-                f"({self.pruned_gzip_bytes / self.dense_gzip_bytes:.2f}x)")
-
-
-def pruning_report(dense, stripped, layer_types=PRUNABLE):
-    """Sparsity of the pruned kernels and the gzip-compressed float32 TFLite size, dense vs pruned."""
-    import gzip
-
-    from keras_mobilenets import tflite
-
-    layer_sparsity, zeros, total = {}, 0, 0
-    for layer in stripped.layers:
-        if type(layer).__name__ in layer_types:
-            kernel = np.asarray(layer.kernel)
-            layer_sparsity[layer.name] = float((kernel == 0).mean())
-            zeros += int((kernel == 0).sum())
-            total += kernel.size
-    sizes = [len(gzip.compress(tflite.convert(m, "float32"), 9)) for m in (dense, stripped)]
-    return PruningReport(zeros / max(1, total), layer_sparsity, *sizes)

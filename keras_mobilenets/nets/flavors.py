@@ -8,7 +8,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from keras_mobilenets.layers import define_activation_layers
+from keras_mobilenets.nets.layers import define_activation_layers
 
 FLAVORS = ("keras", "tf_keras")
 

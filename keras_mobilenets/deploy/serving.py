@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_mobilenets.flavors import flavor_of
-from keras_mobilenets.preprocessing import preprocess_input
+from keras_mobilenets.nets.flavors import flavor_of
+from keras_mobilenets.nets.preprocessing import preprocess_input
 
 SIGNATURES = ("serving_default", "serving_uint8", "serving_bytes")
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -242,7 +242,7 @@ def verify(path, sample):
 
 
 def _verify_in_fresh_process(path, sample):
-    result = subprocess.run([sys.executable, "-m", "keras_mobilenets.export", path, sample],
+    result = subprocess.run([sys.executable, "-m", "keras_mobilenets.deploy.serving", path, sample],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"the export at {path} failed its check in a fresh process:\n"

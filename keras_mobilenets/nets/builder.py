@@ -5,10 +5,10 @@ The same loop emits a Keras 3 model (flavor "keras") or a tf_keras model (flavor
 
 from dataclasses import dataclass, replace
 
-from keras_mobilenets import blocks as _builtin_blocks  # noqa: F401  (registers the built-in blocks)
-from keras_mobilenets.channels import scale_channels
-from keras_mobilenets.flavors import get_flavor
-from keras_mobilenets.registry import get_block
+from keras_mobilenets.nets import blocks as _builtin_blocks  # noqa: F401  (registers the built-in blocks)
+from keras_mobilenets.nets.channels import scale_channels
+from keras_mobilenets.nets.flavors import get_flavor
+from keras_mobilenets.nets.registry import get_block
 
 _ACTIVATION_SUFFIX = {"relu": "relu", "relu6": "relu", "hard_swish": "hard_swish"}
 

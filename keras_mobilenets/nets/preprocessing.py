@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 
-from keras_mobilenets.flavors import unwrapped
-from keras_mobilenets.weights import WeightFile, fetch
+from keras_mobilenets.nets.flavors import unwrapped
+from keras_mobilenets.nets.weights import WeightFile, fetch
 
 CLASS_INDEX = WeightFile(
     "imagenet_class_index.json",

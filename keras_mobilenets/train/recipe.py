@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keras_mobilenets.fileio import write_json
-from keras_mobilenets.flavors import flavor_of, get_flavor, unwrapped
-from keras_mobilenets.models import create_model
-from keras_mobilenets.preprocessing import includes_preprocessing
+from keras_mobilenets.nets.flavors import flavor_of, get_flavor, unwrapped
+from keras_mobilenets.nets.models import create_model
+from keras_mobilenets.nets.preprocessing import includes_preprocessing
 
 HEAD_LAYERS = ("head_pool", "head_dropout", "head_logits", "head_softmax")
 POOLING_LAYERS = ("head_pool", "avg_pool", "max_pool")
@@ -334,7 +334,7 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
     (e.g. `quantization.pruning_callbacks()`).
     """
     if not isinstance(recipe, Recipe):
-        raise ValueError(f"recipe={recipe!r} is not allowed: recipe must be a keras_mobilenets.training.Recipe")
+        raise ValueError(f"recipe={recipe!r} is not allowed: recipe must be a keras_mobilenets.train.recipe.Recipe")
     if not includes_preprocessing(model):
         raise ValueError(f"model {model.name!r} takes [-1, 1] pixels but the pipelines feed [0, 255]; "
                          "use create_classifier or add_head (the model carries its own preprocessing)")

@@ -11,7 +11,8 @@ ARCHS = ("v1", "v2", "v3-large", "v3-small")
 
 
 def _profile(args):
-    from keras_mobilenets import create_model, profile
+    from keras_mobilenets.analysis.profiling import profile
+    from keras_mobilenets.nets.models import create_model
 
     model = create_model(args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
                          input_shape=(args.resolution, args.resolution, 3),
@@ -24,8 +25,9 @@ def _profile(args):
 
 def _reproduce(args):
     """Rebuild every network the papers report and compare MACs, parameters and peak memory."""
-    from keras_mobilenets import create_model, profile
-    from keras_mobilenets.papers import PUBLISHED, PUBLISHED_PEAK_BYTES
+    from keras_mobilenets.analysis.profiling import profile
+    from keras_mobilenets.nets.models import create_model
+    from keras_mobilenets.analysis.papers import PUBLISHED, PUBLISHED_PEAK_BYTES
 
     failures = 0
     print(f"{'model':<24}{'MMACs':>8}{'paper':>8}{'M params':>10}{'paper':>7}  source")
@@ -51,7 +53,7 @@ def _reproduce(args):
 def _export(args):
     import keras
 
-    from keras_mobilenets.export import export_saved_model, rest_request_body
+    from keras_mobilenets.deploy.serving import export_saved_model, rest_request_body
 
     model = keras.saving.load_model(args.model)
     result = export_saved_model(model, args.out, version=args.version, labels=args.labels,
@@ -71,7 +73,7 @@ def _export(args):
 
 
 def _predict(args):
-    from keras_mobilenets.predictor import Predictor
+    from keras_mobilenets.deploy.predictor import Predictor
 
     predictor = Predictor(args.model, num_threads=args.threads, labels=args.labels)
     for image, best in zip(args.images, predictor.top_k(args.images, k=args.top_k)):
@@ -80,8 +82,8 @@ def _predict(args):
 
 
 def _train(args):
-    from keras_mobilenets.runs import RunConfig, train_run
-    from keras_mobilenets.training import Recipe
+    from keras_mobilenets.app.runs import RunConfig, train_run
+    from keras_mobilenets.train.recipe import Recipe
 
     from_scratch = args.weights in (None, "none")
     recipe = Recipe(
@@ -117,7 +119,7 @@ def _train(args):
 
 
 def _evaluate(args):
-    from keras_mobilenets.runs import evaluate_model
+    from keras_mobilenets.app.runs import evaluate_model
 
     metrics = evaluate_model(args.model, data_dir=args.data, split=args.split,
                              batch_size=args.batch_size, out_dir=args.out)
@@ -131,8 +133,8 @@ def _convert_data(args, model):
     """(representative, sample) [0, 255] pipelines: the run's stored splits, or --data."""
     import json
 
-    from keras_mobilenets import data as kd
-    from keras_mobilenets.datasets import digits
+    from keras_mobilenets.data import pipelines as kd
+    from keras_mobilenets.data.datasets import digits
 
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     run_dir = os.path.dirname(os.path.abspath(args.model))
@@ -160,7 +162,7 @@ def _convert_data(args, model):
 def _convert(args):
     import keras
 
-    from keras_mobilenets.tflite import INT8_MODES, export_tflite
+    from keras_mobilenets.deploy.tflite import INT8_MODES, export_tflite
 
     if args.per_tensor and args.mode not in INT8_MODES:
         raise ValueError(f"--per-tensor is not allowed with --mode {args.mode}: it is for --mode int8 "
@@ -170,7 +172,8 @@ def _convert(args):
     if args.mode == "qat-int8":
         import tensorflow as tf
 
-        from keras_mobilenets import quantization, training
+        from keras_mobilenets.optimize import quantization
+        from keras_mobilenets.train import recipe as training
 
         model = quantization.quantize_model(model, per_channel=not args.per_tensor)
         quantization.calibrate(model, representative)
@@ -193,7 +196,7 @@ def _convert(args):
 
 
 def _quantize(args):
-    from keras_mobilenets.runs import quantize_run
+    from keras_mobilenets.app.runs import quantize_run
 
     metrics = quantize_run(args.model, args.out, data_dir=args.data, epochs=args.epochs,
                            learning_rate=args.lr, input_type=args.input_type, output_type=args.output_type,

@@ -1,6 +1,6 @@
 """The papers' tables: MobileNetV1 (Table 1), V2 (Table 2), V3-Large (Table 1), V3-Small (Table 2)."""
 
-from keras_mobilenets.spec import (
+from keras_mobilenets.nets.spec import (
     Architecture,
     BlockNames,
     ConvBN,

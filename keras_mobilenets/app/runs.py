@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from keras_mobilenets import data as kd
-from keras_mobilenets import reports, training
-from keras_mobilenets.datasets import digits
+from keras_mobilenets.data import pipelines as kd
+from keras_mobilenets.train import reports
+from keras_mobilenets.train import recipe as training
+from keras_mobilenets.data.datasets import digits
 from keras_mobilenets.fileio import write_json
-from keras_mobilenets.flavors import flavor_of
+from keras_mobilenets.nets.flavors import flavor_of
 
 STRATEGIES = (None, "mirrored", "multi-worker")
 
@@ -230,7 +231,7 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
                                title=f"{split} accuracy {final['accuracy']:.2%} ({final['images']} images)")
     exported = None
     if export_dir is not None:
-        from keras_mobilenets.export import export_saved_model
+        from keras_mobilenets.deploy.serving import export_saved_model
 
         exported = export_saved_model(model, export_dir, labels=os.path.join(out_dir, "labels.txt"))
         metrics["export"] = exported.path
@@ -300,7 +301,8 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
     """
     import keras
 
-    from keras_mobilenets import quantization, tflite
+    from keras_mobilenets.optimize import quantization
+    from keras_mobilenets.deploy import tflite
 
     out_dir = os.fspath(out_dir)
     settings = {"model": os.path.abspath(model_path), "data": data_dir, "epochs": epochs,

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from keras_mobilenets.flavors import flavor_of
+from keras_mobilenets.nets.flavors import flavor_of
 
 FEATURE_STRIDES = (2, 4, 8, 16, 32)
 

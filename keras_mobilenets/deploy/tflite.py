@@ -74,7 +74,7 @@ def _saved_model(model, folder):
     """
     import tensorflow as tf
 
-    from keras_mobilenets.flavors import flavor_of
+    from keras_mobilenets.nets.flavors import flavor_of
 
     height, width, channels = (int(d) for d in model.inputs[0].shape[1:])
     spec = tf.TensorSpec([1, height, width, channels], tf.float32, name="images")
@@ -134,7 +134,7 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
     is_qat = any(type(layer).__name__ == "QuantizeWrapperV2" for layer in model.layers)
     if mode == "qat-int8" and not is_qat:
         raise ValueError("mode='qat-int8' is not allowed for a model without QAT wrappers: use "
-                         "keras_mobilenets.quantization.quantize_model first, or mode='int8' for PTQ")
+                         "keras_mobilenets.optimize.quantization.quantize_model first, or mode='int8' for PTQ")
     if mode == "qat-int8" and not per_channel and _per_axis(model):
         raise ValueError("per_channel=False with mode='qat-int8' needs a QAT model with one weight range "
                          "per tensor: the converter keeps the model's own fake-quants, so make it with "
@@ -255,3 +255,35 @@ def export_tflite(model, path, mode="float32", representative=None, sample=None,
         handle.write(content)
     os.replace(handle.name, path)
     return report
+
+
+@dataclass
+class PruningReport:
+    sparsity: float
+    layer_sparsity: dict
+    dense_gzip_bytes: int
+    pruned_gzip_bytes: int
+
+    def __str__(self):
+        return (f"sparsity {self.sparsity:.3f} over {len(self.layer_sparsity)} pruned kernels; gzipped "
+                f"float32 TFLite {self.dense_gzip_bytes / 1e6:.2f} MB dense -> "
+                f"{self.pruned_gzip_bytes / 1e6:.2f} MB pruned "
+                f"({self.pruned_gzip_bytes / self.dense_gzip_bytes:.2f}x)")
+
+
+def pruning_report(dense, stripped, layer_types=None):
+    """Sparsity of the pruned kernels and the gzip-compressed float32 TFLite size, dense vs pruned."""
+    import gzip
+
+    from keras_mobilenets.optimize.quantization import PRUNABLE
+
+    layer_types = PRUNABLE if layer_types is None else layer_types
+    layer_sparsity, zeros, total = {}, 0, 0
+    for layer in stripped.layers:
+        if type(layer).__name__ in layer_types:
+            kernel = np.asarray(layer.kernel)
+            layer_sparsity[layer.name] = float((kernel == 0).mean())
+            zeros += int((kernel == 0).sum())
+            total += kernel.size
+    sizes = [len(gzip.compress(convert(m, "float32"), 9)) for m in (dense, stripped)]
+    return PruningReport(zeros / max(1, total), layer_sparsity, *sizes)

@@ -3,7 +3,7 @@
 import math
 from dataclasses import dataclass, field
 
-from keras_mobilenets.features import block_info as _block_info
+from keras_mobilenets.nets.features import block_info as _block_info
 
 _MAC_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
 

@@ -4,12 +4,12 @@ Arguments and defaults follow keras.applications, plus `include_preprocessing` o
 preprocessing contract: True means the model takes [0, 255] pixels), `output_stride` and `flavor`.
 """
 
-from keras_mobilenets import validation
-from keras_mobilenets.architectures import ARCHITECTURES
-from keras_mobilenets.builder import build
-from keras_mobilenets.flavors import FLAVORS, get_flavor
-from keras_mobilenets.spec import Architecture, DepthwiseSeparable
-from keras_mobilenets.weights import load_weights, resolve_imagenet
+from keras_mobilenets.nets import validation
+from keras_mobilenets.nets.architectures import ARCHITECTURES
+from keras_mobilenets.nets.builder import build
+from keras_mobilenets.nets.flavors import FLAVORS, get_flavor
+from keras_mobilenets.nets.spec import Architecture, DepthwiseSeparable
+from keras_mobilenets.nets.weights import load_weights, resolve_imagenet
 
 _ARCH_NAMES = ("v1", "v2", "v3-large", "v3-small")
 

@@ -1,0 +1,1 @@
+"""Measuring networks: parameters, MACs and peak memory (`profile`), and the papers' published numbers."""

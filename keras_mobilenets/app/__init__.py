@@ -1,0 +1,1 @@
+"""What the command line runs: resumable run folders (train, evaluate, quantize) and the CLI."""

@@ -1,0 +1,23 @@
+"""Input pipelines (image folders, arrays, file lists, TFDS) and the bundled data sets.
+
+`keras_mobilenets.data.from_folder(...)` and the rest are the pipelines module's public functions.
+"""
+
+from keras_mobilenets.data.pipelines import (
+    IMAGE_EXTENSIONS,
+    Augmentation,
+    BadFile,
+    DataError,
+    ImageData,
+    center_crop,
+    decode,
+    from_arrays,
+    from_files,
+    from_folder,
+    from_tfds,
+    random_resized_crop,
+    scan_folder,
+    split_indices,
+    to_rgb,
+    validate_files,
+)

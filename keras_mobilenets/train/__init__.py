@@ -1,0 +1,1 @@
+"""Fine-tuning: the two-stage recipe and its fit, evaluation, and the pictures a run writes."""

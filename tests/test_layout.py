@@ -1,0 +1,89 @@
+"""The package's rooms import only rooms listed above them, and no module imports itself in a circle."""
+
+import ast
+import pathlib
+
+import keras_mobilenets
+
+ROOMS = ("nets", "analysis", "data", "train", "optimize", "deploy", "app")
+BASE = ("fileio",)  # helpers every room may use; they import no room
+PACKAGE = pathlib.Path(keras_mobilenets.__file__).parent
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(("keras_mobilenets",) + parts), path
+
+
+def _imports(path, module):
+    """Every keras_mobilenets module `path` imports, at module level or inside a function."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base])
+            found += [(base, node)] + [(f"{base}.{alias.name}", node) for alias in node.names]
+    return [(name, node) for name, node in found if name.startswith("keras_mobilenets")]
+
+
+def _room(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_rooms_import_only_rooms_above_them():
+    known = {name for name, _ in _modules()}
+    wrong = []
+    for module, path in _modules():
+        room = _room(module)
+        if room not in ROOMS and room not in BASE:
+            continue  # the package's __init__ and old-path aliases may import anything
+        allowed = set(ROOMS[: ROOMS.index(room) + 1]) if room in ROOMS else set()
+        for name, node in _imports(path, module):
+            if name not in known:
+                continue  # `from keras_mobilenets.x import function`: the module itself is checked
+            target = _room(name)
+            if target is None or (target not in allowed and target not in BASE):
+                wrong.append(f"{module}:{node.lineno} imports {name}")
+    assert not wrong, "imports against the room order " + " > ".join(ROOMS) + ":\n" + "\n".join(wrong)
+
+
+def test_no_circular_module_imports():
+    known = dict(_modules())
+    graph = {}
+    for module, path in known.items():
+        tree = ast.parse(path.read_text())
+        top_level = {id(node) for node in tree.body}
+        graph[module] = {name for name, node in _imports(path, module)
+                         if name in known and name != module and id(node) in top_level}
+    cycles, state = [], {}
+
+    def visit(module, stack):
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if target.startswith(module + "."):
+                continue  # a package importing its own submodule is not a cycle
+            if state.get(target) == "open":
+                cycles.append(" -> ".join(stack[stack.index(target):] + [target]))
+            elif target not in state:
+                visit(target, stack + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "circular imports:\n" + "\n".join(cycles)
+
+
+def test_the_check_sees_a_wrong_import(tmp_path):
+    """The walker finds imports inside functions too (a lower room's lazy import of a higher one)."""
+    source = tmp_path / "probe.py"
+    source.write_text("def f():\n    from keras_mobilenets.app import runs\n")
+    assert [name for name, _ in _imports(source, "keras_mobilenets.nets.probe")][0] == "keras_mobilenets.app"
