@@ -87,3 +87,17 @@ def test_the_check_sees_a_wrong_import(tmp_path):
     source = tmp_path / "probe.py"
     source.write_text("def f():\n    from keras_mobilenets.app import runs\n")
     assert [name for name, _ in _imports(source, "keras_mobilenets.nets.probe")][0] == "keras_mobilenets.app"
+
+
+def test_public_builders_document_and_annotate_every_argument():
+    import inspect
+
+    import keras_mobilenets as km
+
+    for builder in (km.create_model, km.MobileNetV1, km.MobileNetV2, km.MobileNetV3Large, km.MobileNetV3Small):
+        signature = inspect.signature(builder)
+        undocumented = [p for p in signature.parameters if f"\n    {p}: " not in builder.__doc__]
+        assert not undocumented, f"{builder.__name__} has no Args: entry for {undocumented}"
+        unannotated = [p.name for p in signature.parameters.values()
+                       if p.annotation is inspect.Parameter.empty and p.name not in ("input_tensor", "classifier_activation")]
+        assert not unannotated, f"{builder.__name__} lacks type hints for {unannotated}"

@@ -107,7 +107,7 @@ def profile(model, bytes_per_element=2):
         if layer.name not in hidden and type(layer).__name__ != "InputLayer":
             peak = max(peak, _elements(layer.output.shape))
 
-    blocks, assigned = [], set()
+    blocks = []
     groups = [(r.output, r.kind, r.layers) for r in records]
     top = tuple(layer.name for layer in model.layers
                 if layer.name not in {n for r in records for n in r.layers})
@@ -115,7 +115,6 @@ def profile(model, bytes_per_element=2):
         groups.append((top[-1], "classifier", top))
     for name, kind, members in groups:
         layers = [by_name[n] for n in members]
-        assigned.update(members)
         out_shape = tuple(by_name[name].output.shape[1:])
         blocks.append(BlockProfile(
             name=name, kind=kind, output_shape=out_shape,

@@ -26,6 +26,7 @@ class BuildOptions:
     dropout_rate: float = 0.0
     include_preprocessing: bool = False
     output_stride: int | None = None
+    bn_momentum: float | None = None  # None: the table's own
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,9 @@ class BuildContext:
         return stride, self.dilation
 
     def batch_norm(self, name):
+        momentum = self.options.bn_momentum
         return self.layers.BatchNormalization(
-            axis=-1, epsilon=1e-3, momentum=self.arch.bn_momentum, name=name
+            axis=-1, epsilon=1e-3, momentum=self.arch.bn_momentum if momentum is None else momentum, name=name
         )
 
     def activation(self, kind, base, name=None):
@@ -139,7 +141,29 @@ def build(arch, input_shape=(None, None, 3), input_tensor=None, name=None, flavo
     model_inputs = inputs if input_tensor is None else flavor.source_inputs(input_tensor)
     rows_in = inputs.shape[1]
     model = flavor.model(model_inputs, x, name=name or arch.name.format(alpha=options.alpha, rows=rows_in))
-    model.block_info = _assign_layers(model, records)
+    set_block_info(model, _assign_layers(model, records))
+    return model
+
+
+def block_info(model, required=True):
+    """The per-row `BlockInfo` the builder attached to `model`; without any, a ValueError saying how to
+    get it (or `()` with required=False)."""
+    info = getattr(model, "block_info", None)
+    if not info and not required:
+        return ()
+    if not info:
+        raise ValueError(
+            f"model {model.name!r} has no block_info: it was not built by keras_mobilenets in this "
+            "process (block boundaries are not saved with a model). Rebuild it with the same arguments "
+            "and load the weights into it."
+        )
+    return info
+
+
+def set_block_info(model, records):
+    """Attach per-row `BlockInfo` records to `model` (a copy of a model carries its source's records:
+    `set_block_info(copy, block_info(source, required=False))`)."""
+    model.block_info = tuple(records)
     return model
 
 

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from keras_mobilenets.nets.builder import block_info, set_block_info
 from keras_mobilenets.nets.flavors import flavor_of
 
 FEATURE_STRIDES = (2, 4, 8, 16, 32)
@@ -15,18 +16,6 @@ class FeatureInfo:
     channels: int
     layer: str
     block_index: int | None
-
-
-def block_info(model):
-    """The per-row `BlockInfo` the builder attached to `model`, or a ValueError saying how to get it."""
-    info = getattr(model, "block_info", None)
-    if not info:
-        raise ValueError(
-            f"model {model.name!r} has no block_info: it was not built by keras_mobilenets in this "
-            "process (block boundaries are not saved with a model). Rebuild it with the same arguments "
-            "and load the weights into it."
-        )
-    return info
 
 
 def feature_info(model):
@@ -51,6 +40,6 @@ def feature_extractor(model, strides=FEATURE_STRIDES, name=None):
         )
     outputs = [model.get_layer(available[s].layer).output for s in strides]
     extractor = flavor_of(model).model(model.inputs, outputs, name=name or f"{model.name}_features")
-    extractor.block_info = model.block_info
+    set_block_info(extractor, block_info(model))
     extractor.feature_info = [available[s] for s in strides]
     return extractor

@@ -13,6 +13,38 @@ from keras_mobilenets.nets.weights import load_weights, resolve_imagenet
 
 _ARCH_NAMES = ("v1", "v2", "v3-large", "v3-small")
 
+_ARGS = {
+    "arch": 'an architecture name ("v1", "v2", "v3-large", "v3-small") or an `Architecture` table.',
+    "input_shape": "(height, width, channels); height and width None or >= 32. Default: the "
+                   "architecture's 224x224x3 with a top, (None, None, 3) without one.",
+    "alpha": "width multiplier: every layer's filters scale by it (rounded as the paper's table says).",
+    "minimalistic": "MobileNetV3 without squeeze-excite, hard-swish and 5x5 kernels.",
+    "depth_multiplier": "MobileNetV1's depthwise channel multiplier.",
+    "include_top": "whether to end in the ImageNet-style classifier.",
+    "weights": 'None (random), "imagenet" (the official file, from the Keras cache or downloaded) or '
+               "a path to a weights file.",
+    "input_tensor": "an optional Keras tensor to build the model on.",
+    "pooling": 'without a top: None (4D feature map), "avg" or "max" (global pooling to 2D).',
+    "classes": "number of classes for the top (1000 with ImageNet weights).",
+    "classifier_activation": 'the top\'s activation: "softmax", None for logits, or any Keras activation.',
+    "dropout": "dropout rate before the classifier.",
+    "dropout_rate": "dropout rate before the classifier.",
+    "include_preprocessing": "True: the model takes [0, 255] pixels (a Rescaling layer inside); False: "
+                             "[-1, 1] (see `preprocess_input`).",
+    "output_stride": "8, 16 or 32 (None): strides past it become dilation, DeepLab-style.",
+    "bn_momentum": "BatchNorm momentum; None keeps the architecture's (0.999 for V2/V3, tuned for "
+                   "ImageNet; 0.9 suits short runs from scratch).",
+    "name": "the model's name.",
+    "flavor": '"keras" (Keras 3, default) or "tf_keras" (Keras 2, what tfmot quantizes).',
+}
+
+
+def _doc(summary, names):
+    """keras.applications-style docstrings: one shared text per argument."""
+    lines = [f"    {name}: {_ARGS[name]}" for name in names]
+    return f"{summary}\n\nArgs:\n" + "\n".join(lines) + "\n\nReturns:\n    A flat functional Keras model.\n"
+
+
 
 def _architecture(arch, minimalistic):
     if isinstance(arch, Architecture):
@@ -39,15 +71,12 @@ def _input_shape(arch, input_shape, input_tensor, include_top, flavor):
     return (None, None, 3)
 
 
-def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth_multiplier=1,
-                 include_top=True, weights=None, input_tensor=None, pooling=None, classes=1000,
-                 classifier_activation="softmax", dropout_rate=0.0, include_preprocessing=None,
-                 output_stride=None, name=None, flavor="keras"):
-    """Build any MobileNet from a name ("v1", "v2", "v3-large", "v3-small") or an `Architecture` table.
-
-    `include_preprocessing=None` means the architecture's keras.applications default (False for V1/V2,
-    True for V3). `output_stride` 8 or 16 turns later strides into dilation (DeepLab-style).
-    """
+def create_model(arch: str | Architecture, *, input_shape: tuple | None = None, alpha: float = 1.0,
+                 minimalistic: bool = False, depth_multiplier: int = 1, include_top: bool = True,
+                 weights: str | None = None, input_tensor=None, pooling: str | None = None,
+                 classes: int = 1000, classifier_activation="softmax", dropout_rate: float = 0.0,
+                 include_preprocessing: bool | None = None, output_stride: int | None = None,
+                 bn_momentum: float | None = None, name: str | None = None, flavor: str = "keras"):
     arch = _architecture(arch, minimalistic)
     alpha = validation.check_alpha(alpha)
     validation.check_choice("flavor", flavor, FLAVORS)
@@ -64,6 +93,7 @@ def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth
     validation.check_choice("output_stride", output_stride, validation.OUTPUT_STRIDES)
     classes = validation.check_top(include_top, weights, classes, classifier_activation)
     dropout_rate = validation.check_dropout(dropout_rate)
+    bn_momentum = validation.check_bn_momentum(bn_momentum)
     if input_tensor is not None and not hasattr(input_tensor, "shape"):
         validation.fail("input_tensor", input_tensor, f"a {flavor} tensor (e.g. from keras.Input)")
     input_shape = validation.check_input_shape(
@@ -76,6 +106,7 @@ def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth
         alpha=alpha, depth_multiplier=depth_multiplier, include_top=include_top, pooling=pooling,
         classes=classes, classifier_activation=classifier_activation, dropout_rate=dropout_rate,
         include_preprocessing=bool(include_preprocessing), output_stride=output_stride,
+        bn_momentum=bn_momentum,
     )
     if weights == "imagenet":
         weights = resolve_imagenet(arch, alpha, input_shape, include_top)
@@ -84,14 +115,11 @@ def create_model(arch, *, input_shape=None, alpha=1.0, minimalistic=False, depth
     return model
 
 
-def MobileNetV1(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, include_top=True,
-                weights="imagenet", input_tensor=None, pooling=None, classes=1000,
-                classifier_activation="softmax", include_preprocessing=False, output_stride=None,
-                name=None, flavor="keras"):
-    """MobileNetV1 (arXiv 1704.04861), layer for layer keras.applications.MobileNet.
-
-    Expects pixels in [-1, 1] (see `preprocess_input`), or [0, 255] with include_preprocessing=True.
-    """
+def MobileNetV1(input_shape: tuple | None = None, alpha: float = 1.0, depth_multiplier: int = 1,
+                dropout: float = 1e-3, include_top: bool = True, weights: str | None = "imagenet",
+                input_tensor=None, pooling: str | None = None, classes: int = 1000,
+                classifier_activation="softmax", include_preprocessing: bool = False,
+                output_stride: int | None = None, name: str | None = None, flavor: str = "keras"):
     return create_model(
         "v1", input_shape=input_shape, alpha=alpha, depth_multiplier=depth_multiplier,
         dropout_rate=dropout, include_top=include_top, weights=weights, input_tensor=input_tensor,
@@ -104,13 +132,11 @@ def MobileNetV1(input_shape=None, alpha=1.0, depth_multiplier=1, dropout=1e-3, i
 MobileNet = MobileNetV1
 
 
-def MobileNetV2(input_shape=None, alpha=1.0, include_top=True, weights="imagenet", input_tensor=None,
-                pooling=None, classes=1000, classifier_activation="softmax", dropout_rate=0.0,
-                include_preprocessing=False, output_stride=None, name=None, flavor="keras"):
-    """MobileNetV2 (arXiv 1801.04381), layer for layer keras.applications.MobileNetV2.
-
-    Expects pixels in [-1, 1] (see `preprocess_input`), or [0, 255] with include_preprocessing=True.
-    """
+def MobileNetV2(input_shape: tuple | None = None, alpha: float = 1.0, include_top: bool = True,
+                weights: str | None = "imagenet", input_tensor=None, pooling: str | None = None,
+                classes: int = 1000, classifier_activation="softmax", dropout_rate: float = 0.0,
+                include_preprocessing: bool = False, output_stride: int | None = None,
+                name: str | None = None, flavor: str = "keras"):
     return create_model(
         "v2", input_shape=input_shape, alpha=alpha, include_top=include_top, weights=weights,
         input_tensor=input_tensor, pooling=pooling, classes=classes,
@@ -131,27 +157,46 @@ def _v3(arch, input_shape, alpha, minimalistic, include_top, weights, input_tens
     )
 
 
-def MobileNetV3Large(input_shape=None, alpha=1.0, minimalistic=False, include_top=True,
-                     weights="imagenet", input_tensor=None, classes=1000, pooling=None,
-                     dropout_rate=0.2, classifier_activation="softmax", include_preprocessing=True,
-                     output_stride=None, name="MobileNetV3Large", flavor="keras"):
-    """MobileNetV3-Large (arXiv 1905.02244), layer for layer keras.applications.MobileNetV3Large.
-
-    Expects [0, 255] pixels (include_preprocessing=True, the default), or [-1, 1] without it.
-    """
+def MobileNetV3Large(input_shape: tuple | None = None, alpha: float = 1.0, minimalistic: bool = False,
+                     include_top: bool = True, weights: str | None = "imagenet", input_tensor=None,
+                     classes: int = 1000, pooling: str | None = None, dropout_rate: float = 0.2,
+                     classifier_activation="softmax", include_preprocessing: bool = True,
+                     output_stride: int | None = None, name: str = "MobileNetV3Large", flavor: str = "keras"):
     return _v3("v3-large", input_shape, alpha, minimalistic, include_top, weights, input_tensor,
                classes, pooling, dropout_rate, classifier_activation, include_preprocessing,
                output_stride, name, flavor)
 
 
-def MobileNetV3Small(input_shape=None, alpha=1.0, minimalistic=False, include_top=True,
-                     weights="imagenet", input_tensor=None, classes=1000, pooling=None,
-                     dropout_rate=0.2, classifier_activation="softmax", include_preprocessing=True,
-                     output_stride=None, name="MobileNetV3Small", flavor="keras"):
-    """MobileNetV3-Small (arXiv 1905.02244), layer for layer keras.applications.MobileNetV3Small.
-
-    Expects [0, 255] pixels (include_preprocessing=True, the default), or [-1, 1] without it.
-    """
+def MobileNetV3Small(input_shape: tuple | None = None, alpha: float = 1.0, minimalistic: bool = False,
+                     include_top: bool = True, weights: str | None = "imagenet", input_tensor=None,
+                     classes: int = 1000, pooling: str | None = None, dropout_rate: float = 0.2,
+                     classifier_activation="softmax", include_preprocessing: bool = True,
+                     output_stride: int | None = None, name: str = "MobileNetV3Small", flavor: str = "keras"):
     return _v3("v3-small", input_shape, alpha, minimalistic, include_top, weights, input_tensor,
                classes, pooling, dropout_rate, classifier_activation, include_preprocessing,
                output_stride, name, flavor)
+
+
+_COMMON = ("input_shape", "alpha", "include_top", "weights", "input_tensor", "pooling", "classes",
+           "classifier_activation")
+create_model.__doc__ = _doc(
+    "Build any MobileNet from a name or a table, with `weights=None` by default.\n\n"
+    "`include_preprocessing=None` means the architecture's keras.applications default (False for V1/V2, "
+    "True for V3).",
+    ("arch",) + _COMMON[:2] + ("minimalistic", "depth_multiplier") + _COMMON[2:]
+    + ("dropout_rate", "include_preprocessing", "output_stride", "bn_momentum", "name", "flavor"))
+MobileNetV1.__doc__ = _doc(
+    "MobileNetV1 (arXiv 1704.04861), layer for layer keras.applications.MobileNet. Takes [-1, 1] pixels "
+    "(see `preprocess_input`), or [0, 255] with include_preprocessing=True.",
+    _COMMON[:2] + ("depth_multiplier", "dropout") + _COMMON[2:]
+    + ("include_preprocessing", "output_stride", "name", "flavor"))
+MobileNetV2.__doc__ = _doc(
+    "MobileNetV2 (arXiv 1801.04381), layer for layer keras.applications.MobileNetV2. Takes [-1, 1] "
+    "pixels (see `preprocess_input`), or [0, 255] with include_preprocessing=True.",
+    _COMMON + ("dropout_rate", "include_preprocessing", "output_stride", "name", "flavor"))
+for _builder, _paper in ((MobileNetV3Large, "MobileNetV3-Large"), (MobileNetV3Small, "MobileNetV3-Small")):
+    _builder.__doc__ = _doc(
+        f"{_paper} (arXiv 1905.02244), layer for layer keras.applications.{_builder.__name__}. Takes "
+        "[0, 255] pixels (include_preprocessing=True, the default), or [-1, 1] without it.",
+        _COMMON[:2] + ("minimalistic",) + _COMMON[2:]
+        + ("dropout_rate", "include_preprocessing", "output_stride", "name", "flavor"))

@@ -76,3 +76,10 @@ def check_dropout(dropout_rate):
             or not 0 <= dropout_rate < 1:
         fail("dropout_rate", dropout_rate, "a number in [0, 1)")
     return float(dropout_rate)
+
+
+def check_bn_momentum(bn_momentum):
+    if bn_momentum is not None and (isinstance(bn_momentum, bool) or not isinstance(bn_momentum, numbers.Real)
+                                    or not 0 <= bn_momentum < 1):
+        fail("bn_momentum", bn_momentum, "a number in [0, 1), or None for the architecture's own")
+    return bn_momentum

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from keras_mobilenets.nets.builder import block_info, set_block_info
 from keras_mobilenets.nets.flavors import flavor_of, get_flavor
 
 OUTPUT_QUANTIZED = ("Multiply",)
@@ -155,10 +156,10 @@ def to_tf_keras(model, fold_batch_norm=False):
     outputs = [tensors[spec[0]] for spec in _as_list(config["output_layers"])]
     rebuilt = flavor.keras.Model(inputs if len(inputs) > 1 else inputs[0],
                                  outputs if len(outputs) > 1 else outputs[0], name=model.name)
-    rebuilt.block_info = tuple(  # a folded BatchNorm's place goes to its conv
+    set_block_info(rebuilt, (  # a folded BatchNorm's place goes to its conv
         dataclasses.replace(info, output=folded.get(info.output, info.output),
                             layers=tuple(n for n in info.layers if n not in folded))
-        for info in getattr(model, "block_info", ()))
+        for info in block_info(model, required=False)))
     return rebuilt
 
 
@@ -319,16 +320,12 @@ def quantize_model(model, per_channel=True):
     marked = keras2.models.clone_model(source, clone_function=annotated)
     with quantize_scope():
         qat = tfmot.quantization.keras.quantize_apply(marked, scheme=_scheme(per_channel))
-    qat.block_info = getattr(model, "block_info", ())
+    set_block_info(qat, block_info(model, required=False))
     return qat
 
 
-def float_outputs(model, images):
-    """Run a Keras model of either flavor on a numpy batch, in inference mode."""
-    return np.asarray(model(images, training=False))
-
-
 # ----------------------------------------------------------------------- QAT range warm-up + fine-tuning
+
 
 def _range_slots(qat_model):
     """(set quantizer, its range variables, the quantizer) for every activation/output range of a QAT model."""
@@ -496,7 +493,7 @@ def prune_model(model, target_sparsity=0.5, end_step=1000, begin_step=0, frequen
         return layer
 
     pruned = keras2.models.clone_model(source, clone_function=wrapped)
-    pruned.block_info = getattr(model, "block_info", ())
+    set_block_info(pruned, block_info(model, required=False))
     return pruned
 
 
