@@ -35,7 +35,7 @@ def main():
 
     from keras_mobilenets.data import pipelines as kd
     from keras_mobilenets.deploy import tflite
-    from keras_mobilenets.optimize import quantization
+    from keras_mobilenets import optimize as quantization
     from keras_mobilenets.train import recipe as training
 
     data, images, labels = common.digits(kd.Augmentation(crop_scale=(0.6, 1.0), flip=False))

@@ -23,7 +23,7 @@ QUANTIZED = ("int8", "int8 per-tensor", "qat-int8", "qat-int8 per-tensor")  # co
 
 
 def run(arch, alpha, epochs, qat_epochs, folder):
-    from keras_mobilenets.optimize import quantization
+    from keras_mobilenets import optimize as quantization
     from keras_mobilenets.deploy import tflite
     from keras_mobilenets.train import recipe as training
 

@@ -74,7 +74,7 @@ def interleaved_ms(calls, runs, warmup=5):
 def bench(arch, size, runs, threads, calibration):
     import tensorflow as tf
 
-    from keras_mobilenets.optimize import quantization
+    from keras_mobilenets import optimize as quantization
     from keras_mobilenets.deploy import tflite
     from keras_mobilenets.train import recipe as training
 

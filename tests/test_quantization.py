@@ -7,7 +7,7 @@ import pytest
 
 from conftest import randomize_batchnorm
 from keras_mobilenets.data import pipelines as kd
-from keras_mobilenets.optimize import quantization as q
+from keras_mobilenets import optimize as q
 from keras_mobilenets.deploy import tflite
 from keras_mobilenets.train import recipe as kt
 

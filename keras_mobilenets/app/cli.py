@@ -172,7 +172,7 @@ def _convert(args):
     if args.mode == "qat-int8":
         import tensorflow as tf
 
-        from keras_mobilenets.optimize import quantization
+        from keras_mobilenets import optimize as quantization
         from keras_mobilenets.train import recipe as training
 
         model = quantization.quantize_model(model, per_channel=not args.per_tensor)

@@ -301,7 +301,7 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
     """
     import keras
 
-    from keras_mobilenets.optimize import quantization
+    from keras_mobilenets import optimize as quantization
     from keras_mobilenets.deploy import tflite
 
     out_dir = os.fspath(out_dir)

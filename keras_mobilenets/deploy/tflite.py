@@ -119,6 +119,8 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
     """TFLite flatbuffer bytes of `model` in `mode` (see the module docstring)."""
     import tensorflow as tf
 
+    from keras_mobilenets import optimize
+
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not allowed: mode must be one of {MODES}")
     if not per_channel and mode not in INT8_MODES:
@@ -131,10 +133,10 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
         if value != "float32" and mode not in INT8_MODES:
             raise ValueError(f"{name}={value!r} is not allowed with mode={mode!r}: integer inputs and "
                              "outputs need mode 'int8' or 'qat-int8'")
-    is_qat = any(type(layer).__name__ == "QuantizeWrapperV2" for layer in model.layers)
+    is_qat = optimize.is_quantized(model)
     if mode == "qat-int8" and not is_qat:
         raise ValueError("mode='qat-int8' is not allowed for a model without QAT wrappers: use "
-                         "keras_mobilenets.optimize.quantization.quantize_model first, or mode='int8' for PTQ")
+                         "keras_mobilenets.optimize.quantize_model first, or mode='int8' for PTQ")
     if mode == "qat-int8" and not per_channel and _per_axis(model):
         raise ValueError("per_channel=False with mode='qat-int8' needs a QAT model with one weight range "
                          "per tensor: the converter keeps the model's own fake-quants, so make it with "
@@ -275,7 +277,7 @@ def pruning_report(dense, stripped, layer_types=None):
     """Sparsity of the pruned kernels and the gzip-compressed float32 TFLite size, dense vs pruned."""
     import gzip
 
-    from keras_mobilenets.optimize.quantization import PRUNABLE
+    from keras_mobilenets.optimize import PRUNABLE
 
     layer_types = PRUNABLE if layer_types is None else layer_types
     layer_sparsity, zeros, total = {}, 0, 0

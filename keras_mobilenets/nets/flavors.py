@@ -48,7 +48,7 @@ class Flavor:
 
 def flavor_of(model):
     """The `Flavor` a built model belongs to."""
-    return get_flavor("tf_keras" if type(model).__module__.startswith("tf_keras") else "keras")
+    return get_flavor(flavor_of_layer(model))
 
 
 def _import(module_name, extra):
@@ -80,7 +80,11 @@ def get_flavor(name="keras"):
 
 
 def unwrapped(layer):
-    """The layer a tfmot QAT or pruning wrapper holds (the layer itself when it is not wrapped)."""
-    if type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "PruneLowMagnitude"):
-        return layer.layer
-    return layer
+    """The layer a Keras `Wrapper` holds (tfmot's QAT and pruning wrappers are Wrappers), else `layer`."""
+    wrapper = get_flavor(flavor_of_layer(layer)).layers.Wrapper
+    return layer.layer if isinstance(layer, wrapper) else layer
+
+
+def flavor_of_layer(layer):
+    """"tf_keras" or "keras": the package a layer's class comes from."""
+    return "tf_keras" if any(c.__module__.startswith("tf_keras") for c in type(layer).__mro__) else "keras"

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from keras_mobilenets.nets.flavors import unwrapped
+from keras_mobilenets.nets.flavors import flavor_of, unwrapped
 from keras_mobilenets.nets.weights import WeightFile, fetch
 
 CLASS_INDEX = WeightFile(
@@ -24,9 +24,8 @@ _class_index = None
 
 def includes_preprocessing(model):
     """True when `model` rescales [0, 255] pixels itself (a Rescaling layer right after its input)."""
-    # QAT wraps the layer and swaps in QuantizableRescaling
-    return any(type(unwrapped(layer)).__name__ in ("Rescaling", "QuantizableRescaling")
-               for layer in model.layers[:3])
+    rescaling = flavor_of(model).layers.Rescaling  # QAT's QuantizableRescaling is a Rescaling too
+    return any(isinstance(unwrapped(layer), rescaling) for layer in model.layers[:3])
 
 
 def preprocess_input(x, data_format=None, model=None):
