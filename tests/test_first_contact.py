@@ -101,3 +101,19 @@ def test_predictor_dequantizes_integer_tflite_outputs(v3_run, tmp_path):
     assert probabilities.dtype == np.float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=0.02)
     np.testing.assert_allclose(probabilities, expected, atol=0.05)
+
+
+def test_reproduce_names_the_kernel_parameter_column_and_shows_all_parameters(monkeypatch, capsys):
+    """The papers' "M params" count kernels only (5.4M for V3-Large where profile says 5.5M in all)."""
+    from keras_mobilenets import papers
+
+    row, = [r for r in papers.PUBLISHED if r.arch == "v3-large" and r.alpha == 1.0 and not r.minimalistic]
+    monkeypatch.setattr(papers, "PUBLISHED", (row,))
+    monkeypatch.setattr(papers, "PUBLISHED_PEAK_BYTES", ())
+    assert main(["reproduce"]) == 0
+    header, line, _ = capsys.readouterr().out.splitlines()
+    assert header.split()[:9] == ["model", "MMACs", "paper", "kernel", "M", "params", "paper", "all", "M"]
+    report = km.profile(km.MobileNetV3Large(weights=None, input_shape=(224, 224, 3)))
+    kernel, paper, total = line.split()[5:8]
+    assert (kernel, paper) == (f"{report.kernel_params / 1e6:.2f}", f"{row.params}")
+    assert total == f"{report.params / 1e6:.2f}" and total != kernel
