@@ -41,5 +41,10 @@ from keras_mobilenets.nets.spec import (
     minimalistic,
 )
 from keras_mobilenets.nets.weights import WeightsUnavailableError
+from keras_mobilenets.nets.flavors import get_flavor as _get_flavor
+
+# Defines and registers the Keras 3 HardSwish / HardSigmoid now, so a .keras file with them loads with
+# keras.saving.load_model in any process that imported the package, before any model is built.
+_get_flavor("keras")
 
 __version__ = "0.1.0"

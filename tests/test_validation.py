@@ -91,3 +91,43 @@ def test_dropout_out_of_range():
 def test_unknown_flavor():
     with pytest.raises(ValueError, match=r"flavor='keras2' .*one of \('keras', 'tf_keras'\)"):
         km.MobileNetV2(weights=None, flavor="keras2")
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: km.bottleneck(6, -16, 1, 1), "filters=-16"),
+    (lambda: km.bottleneck(0, 16, 1, 1), "expansion=0"),
+    (lambda: km.bottleneck(6, 16, 0, 1), "repeats=0"),
+    (lambda: km.bottleneck(6, 16, 1, 0), "stride=0"),
+    (lambda: km.bneck(3, 0, 16, True, "RE", 2), "exp_size=0"),
+    (lambda: km.bneck(-3, 16, 16, True, "RE", 2), "kernel=-3"),
+    (lambda: km.ConvBN(0), "filters=0"),
+    (lambda: km.ConvBN(16.5), "filters=16.5"),
+    (lambda: km.ConvBN(None), "filters=None"),
+    (lambda: km.ConvBN(None, expand=-6), "expand=-6"),
+    (lambda: km.DepthwiseSeparable(-64), "filters=-64"),
+    (lambda: km.HeadClassifier(hidden=0), "hidden=0"),
+    (lambda: km.InvertedResidual(16), "one of expansion"),
+])
+def test_table_row_with_a_non_positive_count_names_the_row_and_field(make, field):
+    """These rows built silently with 8 filters (make_divisible's floor) before."""
+    with pytest.raises(ValueError, match=r"^(ConvBN|InvertedResidual|DepthwiseSeparable|HeadClassifier)\(")\
+            as error:
+        make()
+    assert field in str(error.value)
+
+
+def test_custom_block_asking_for_negative_channels_is_refused():
+    with pytest.raises(ValueError, match=r"channels=-16 is not allowed: .*positive integers"):
+        km.scale_channels(-16, 1.0, "divisible")
+
+
+def test_alpha_too_large_is_refused_before_any_layer_is_built():
+    """alpha=1e9 ran into ResourceExhaustedError allocating 3.2e10 filters."""
+    with pytest.raises(ValueError, match=r"alpha=1000000000.0 is not allowed: .*up to 10"):
+        km.MobileNetV2(alpha=1e9, weights=None)
+    assert km.MobileNetV3Small(alpha=10, weights=None, input_shape=(32, 32, 3), include_top=False)
+
+
+def test_alpha_that_leaves_a_layer_without_filters_names_the_smallest_alpha():
+    with pytest.raises(ValueError, match=r"alpha=0.01 .*32 channels to 0 filters.*at least 0.03125"):
+        km.MobileNetV1(alpha=0.01, weights=None)

@@ -105,3 +105,62 @@ def test_file_of_another_version_is_rejected(tmp_path):
     path = save_legacy_h5(large, tmp_path / "large.h5")
     with pytest.raises(ValueError, match="first mismatching layer is 'expanded_conv_squeeze_excite_conv'"):
         km.MobileNetV3Small(weights=str(path), include_top=False)
+
+
+def _tf_keras_model(arch, alpha, minimalistic, size):
+    """A keras.applications model of tf_keras (the official files' writer) with random kernels, biases
+    and BatchNorm statistics, and its backbone (include_top=False is the same graph without the top)."""
+    import tf_keras
+
+    builders = {"v1": tf_keras.applications.MobileNet, "v2": tf_keras.applications.MobileNetV2,
+                "v3-large": tf_keras.applications.MobileNetV3Large,
+                "v3-small": tf_keras.applications.MobileNetV3Small}
+    kwargs = {"minimalistic": minimalistic} if arch.startswith("v3") else {}
+    model = builders[arch](input_shape=(size, size, 3), alpha=alpha, weights=None,
+                           classifier_activation=None, **kwargs)
+    rng = np.random.default_rng(7)
+    model.set_weights([w + rng.normal(0, 0.05, w.shape) for w in model.get_weights()])
+    model = randomize_batchnorm(model, seed=3)
+    pool = [layer for layer in model.layers if type(layer).__name__ == "GlobalAveragePooling2D"][-1]
+    return model, tf_keras.Model(model.input, pool.input)
+
+
+@pytest.mark.parametrize("arch, alpha, minimalistic", [
+    ("v3-large", 1.0, False), ("v3-large", 1.0, True), ("v3-small", 0.75, False), ("v3-small", 1.0, True),
+    ("v1", 0.25, False), ("v2", 0.35, False),
+])
+def test_files_written_by_tf_keras_load_like_the_official_ones(tmp_path, photos, arch, alpha, minimalistic):
+    """tf.keras 2.x wrote the official files with its own layer names (`Conv`, `Conv/BatchNorm`,
+    `expanded_conv/depthwise`); Keras loads them by order, so check_fit must too. With and without top."""
+    size = 64
+    pixels = reference_input(arch, resize(photos, size))
+    for include_top, reference in zip((True, False), _tf_keras_model(arch, alpha, minimalistic, size)):
+        path = tmp_path / f"{arch}_{include_top}.h5"
+        reference.save_weights(str(path))
+        model = km.create_model(arch, alpha=alpha, minimalistic=minimalistic, include_top=include_top,
+                                weights=str(path), input_shape=(size, size, 3), classifier_activation=None)
+        expected = reference(pixels, training=False).numpy()
+        assert np.abs(expected).max() > 1e-2  # not two near-zero outputs
+        np.testing.assert_allclose(model(pixels, training=False).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_tf_keras_file_of_another_alpha_names_the_first_layer_that_differs(tmp_path):
+    path = tmp_path / "small_0.75.h5"
+    _tf_keras_model("v3-small", 0.75, False, 64)[0].save_weights(str(path))
+    with pytest.raises(ValueError, match=r"first mismatching layer is 'expanded_conv_3_project'"
+                                         r".*the file has 'expanded_conv_3/project'") as error:
+        km.MobileNetV3Small(alpha=1.0, weights=str(path), input_shape=(64, 64, 3))
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("content", ["text", "truncated"])
+def test_unreadable_weights_file_names_the_path(tmp_path, content):
+    path = tmp_path / "weights.h5"
+    if content == "text":
+        path.write_text("these are not weights\n")
+    else:
+        save_legacy_h5(km.MobileNetV2(alpha=0.35, weights=None, input_shape=(64, 64, 3)), path)
+        path.write_bytes(path.read_bytes()[:20000])
+    with pytest.raises(ValueError, match="cannot be read as a Keras weights file") as error:
+        km.MobileNetV2(alpha=0.35, weights=str(path), input_shape=(64, 64, 3))
+    assert str(path) in str(error.value)

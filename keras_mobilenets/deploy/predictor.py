@@ -10,6 +10,7 @@ import numpy as np
 
 from keras_mobilenets.deploy.serving import decode_image_bytes, ends_in_softmax, read_labels, versions
 from keras_mobilenets.nets.preprocessing import preprocess_input
+from keras_mobilenets.deploy.tflite import dequantize_output, quantize_input
 
 
 def _resolve_saved_model(path):
@@ -54,8 +55,8 @@ class Predictor:
             "serving_default" if "serving_default" in signatures else None)
         (self._input_name, detail), = self._runner.get_input_details().items()
         self.image_size = tuple(int(d) for d in detail["shape"][1:3])
-        self._input_dtype = detail["dtype"]
-        self._input_quantization = detail["quantization"]
+        self._input_detail = detail
+        self._output_details = self._runner.get_output_details()
         self._batch_fixed = int(detail["shape"][0]) if detail["shape_signature"][0] != -1 else None
 
     def _load_keras(self, path):
@@ -116,18 +117,15 @@ class Predictor:
             return self._signature(images=tf.constant(batch))["probabilities"].numpy()
         if self.kind == "keras":
             return self._function(tf.constant(batch)).numpy()
-        if self._input_dtype != np.float32:
-            scale, zero = self._input_quantization
-            batch = np.clip(np.round(batch / scale + zero), np.iinfo(self._input_dtype).min,
-                            np.iinfo(self._input_dtype).max).astype(self._input_dtype)
+        batch = quantize_input(batch, self._input_detail)
         if self._batch_fixed:
             return np.concatenate([self._run_tflite(batch[i:i + 1]) for i in range(len(batch))])
         return self._run_tflite(batch)
 
     def _run_tflite(self, batch):
         outputs = self._runner(**{self._input_name: batch})
-        scores = outputs.get("probabilities", next(iter(outputs.values())))
-        return np.asarray(scores, dtype="float32")
+        name = "probabilities" if "probabilities" in outputs else next(iter(outputs))
+        return dequantize_output(outputs[name], self._output_details[name])
 
     def predict(self, inputs):
         """Class probabilities (n, classes) for file paths, encoded bytes, or [0, 255] image arrays."""

@@ -190,19 +190,31 @@ def run_tflite(content, images, num_threads=2):
     target = interpreter.get_output_details()[0]
     outputs = []
     for image in images:
-        x = image[None]
-        if source["dtype"] != np.float32:
-            scale, zero = source["quantization"]
-            info = np.iinfo(source["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(source["dtype"])
-        interpreter.set_tensor(source["index"], x)
+        interpreter.set_tensor(source["index"], quantize_input(image[None], source))
         interpreter.invoke()
-        y = interpreter.get_tensor(target["index"]).astype(np.float32)
-        if target["dtype"] != np.float32:
-            scale, zero = target["quantization"]
-            y = (y - zero) * scale
-        outputs.append(y[0])
+        outputs.append(dequantize_output(interpreter.get_tensor(target["index"]), target)[0])
     return np.stack(outputs), interpreter
+
+
+def quantize_input(array, detail):
+    """[0, 255] float pixels as an input tensor of `detail` (LiteRT's tensor details) takes them:
+    rounded with the tensor's scale and zero point when it is int8 / uint8, unchanged when float."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu":
+        return np.asarray(array, dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(array, np.float32) / scale + zero), info.min, info.max).astype(dtype)
+
+
+def dequantize_output(array, detail):
+    """float32 values of an output tensor of `detail`: (q - zero point) * scale when it is int8 / uint8
+    (a uint8 softmax otherwise reads 0-255, not probabilities)."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "iu":
+        return array.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return ((array.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
 def non_int8_ops(interpreter):

@@ -1,5 +1,7 @@
 """Width scaling: the one place where alpha turns a paper's channel count into a layer's filters."""
 
+import numbers
+
 WIDTH_RULES = ("int", "int_divisible", "divisible", "fixed", "grow_only")
 
 
@@ -21,7 +23,19 @@ def scale_channels(channels, alpha, rule):
     - "divisible": make_divisible(c * alpha), MobileNetV2 stem and MobileNetV3.
     - "fixed": c, whatever alpha (MobileNetV3 stem).
     - "grow_only": c for alpha <= 1, else make_divisible(c * alpha) (the 1280 / 1024 heads).
+    A channel count that is not a positive integer, or one that alpha scales to no filters, is a ValueError.
     """
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
+        raise ValueError(f"channels={channels!r} is not allowed: a table's channel counts must be positive "
+                         "integers.")
+    filters = _scale(channels, alpha, rule)
+    if filters < 1:
+        raise ValueError(f"alpha={alpha!r} is not allowed here: it scales a layer of {channels} channels to "
+                         f"{filters} filters (rule {rule!r}); use an alpha of at least {1 / channels:g}.")
+    return filters
+
+
+def _scale(channels, alpha, rule):
     if rule == "int":
         return int(channels * alpha)
     if rule == "int_divisible":

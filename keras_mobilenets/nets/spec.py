@@ -5,6 +5,7 @@ Every row has a class attribute `block` naming the registered block function tha
 numbered blocks (`ctx.block_index`) unless they set the class attribute `numbered = False`.
 """
 
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -21,6 +22,19 @@ def activation_name(nl):
             f"received {nl!r}"
         )
     return name
+
+
+def check_row(row, integers=(), numbers_=(), optional=()):
+    """Raise a ValueError naming the row and the field when a channel count, stride, kernel or repeat
+    count is not a positive integer (or an expansion not a positive number); `optional` fields may be None."""
+    for name, kind, allowed in [(n, numbers.Integral, "a positive integer") for n in integers] + \
+                               [(n, numbers.Real, "a positive number") for n in numbers_]:
+        value = getattr(row, name)
+        if value is None and name in optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+            raise ValueError(f"{row!r}: {name}={value!r} is not allowed: {name} must be {allowed}"
+                             f"{' or None' if name in optional else ''}.")
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,10 @@ class ConvBN:
     width: str | None = None
     expand: float | None = None
 
+    def __post_init__(self):
+        check_row(self, ("kernel", "stride") + (("filters",) if self.expand is None else ()),
+                  ("expand",), optional=("expand",))
+
 
 @dataclass(frozen=True)
 class DepthwiseSeparable:
@@ -51,6 +69,9 @@ class DepthwiseSeparable:
     block: ClassVar[str] = "depthwise_separable"
     filters: int
     stride: int = 1
+
+    def __post_init__(self):
+        check_row(self, ("filters", "stride"))
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,12 @@ class InvertedResidual:
     kernel: int = 3
     se: bool = False
     activation: str = "relu6"
+
+    def __post_init__(self):
+        check_row(self, ("filters", "stride", "repeats", "kernel", "exp_size"), ("expansion",),
+                  optional=("exp_size", "expansion"))
+        if (self.expansion is None) == (self.exp_size is None):
+            raise ValueError(f"{self!r}: give exactly one of expansion (a ratio) and exp_size (channels).")
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,9 @@ class HeadClassifier:
     block: ClassVar[str] = "head_classifier"
     hidden: int = 1280
     activation: str = "hard_swish"
+
+    def __post_init__(self):
+        check_row(self, ("hidden",))
 
 
 def bottleneck(t, c, n, s):

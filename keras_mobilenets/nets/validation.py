@@ -14,12 +14,17 @@ def fail(argument, value, allowed):
     raise ValueError(f"{argument}={value!r} is not allowed: {argument} must be {allowed}.")
 
 
+MAX_ALPHA = 10.0  # 7x the widest published model (V2 1.4); alpha=1e9 asked for 3.2e10 stem filters
+
+
 def check_alpha(alpha):
-    """A positive, finite number; `alpha=1` means 1.0."""
+    """A positive number up to MAX_ALPHA; `alpha=1` means 1.0."""
+    allowed = (f"a positive number up to {MAX_ALPHA:g} (the width multiplier, e.g. 0.35, 0.5, 1.0; the papers "
+               "use 0.25 to 1.4)")
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        fail("alpha", alpha, "a positive number (the width multiplier, e.g. 0.35, 0.5, 1.0)")
-    if not math.isfinite(alpha) or alpha <= 0:
-        fail("alpha", alpha, "a positive number (the width multiplier, e.g. 0.35, 0.5, 1.0)")
+        fail("alpha", alpha, allowed)
+    if not math.isfinite(alpha) or not 0 < alpha <= MAX_ALPHA:
+        fail("alpha", alpha, allowed)
     return float(alpha)
 
 

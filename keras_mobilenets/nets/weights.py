@@ -192,9 +192,21 @@ def _file_entries(path):
         return entries, True
 
 
+def _unreadable(path, error):
+    return ValueError(f"weights={path!r} cannot be read as a Keras weights file (HDF5 .h5 or .weights.h5): "
+                      f"{error}. Pass the path of an intact weights file, or weights=None.")
+
+
 def check_fit(model, path):
-    """Raise a ValueError naming the first layer whose weights in `path` do not fit `model`."""
-    file_entries, keyed_by_class = _file_entries(path)
+    """Raise a ValueError naming the first layer whose weights in `path` do not fit `model`.
+
+    Keras 3 files (.weights.h5) are matched by key, legacy .h5 files (the official ones, written by
+    tf.keras 2.x with its own layer names) by order and shapes, as Keras' loader matches them.
+    """
+    try:
+        file_entries, keyed_by_class = _file_entries(path)
+    except (OSError, KeyError, ValueError) as error:  # not HDF5, truncated, or not a weights layout
+        raise _unreadable(path, error) from None
     model_entries = _model_entries(model, keyed_by_class)
     if keyed_by_class:
         found = dict(file_entries)
@@ -205,28 +217,32 @@ def check_fit(model, path):
                     f"weights of shapes {shapes}, the file has {found.get(key, 'none')}."
                 )
         return
-    for position, expected in enumerate(model_entries):
-        key, _, shapes = expected
+    for position, (_, layer_name, shapes) in enumerate(model_entries):
         if position >= len(file_entries):
             raise ValueError(
                 f"Weights file {path} does not fit this model: it has {len(file_entries)} layers with "
-                f"weights, the model needs {len(model_entries)}; first missing layer: {key!r}."
+                f"weights, the model needs {len(model_entries)}; first missing layer: {layer_name!r}."
             )
-        file_key, file_shapes = file_entries[position]
-        if file_key != key or file_shapes != shapes:
+        file_name, file_shapes = file_entries[position]
+        if file_shapes != shapes:
             raise ValueError(
-                f"Weights file {path} does not fit this model: first mismatching layer is {key!r} "
-                f"(weights {shapes}); the file has {file_key!r} (weights {file_shapes}) in its place."
+                f"Weights file {path} does not fit this model: first mismatching layer is {layer_name!r} "
+                f"(layer {position + 1} with weights, shapes {shapes}); the file has {file_name!r} "
+                f"(shapes {file_shapes}) in its place."
             )
     if len(file_entries) > len(model_entries):
         raise ValueError(
             f"Weights file {path} does not fit this model: it has {len(file_entries)} layers with "
-            f"weights, the model has {len(model_entries)}; first extra layer: {file_entries[len(model_entries)][0]!r}."
+            f"weights, the model has {len(model_entries)}; first extra layer: "
+            f"{file_entries[len(model_entries)][0]!r}."
         )
 
 
 def load_weights(model, path):
     """Check that `path` fits `model` layer by layer, then load it."""
     check_fit(model, path)
-    model.load_weights(path)
+    try:
+        model.load_weights(path)
+    except OSError as error:  # the layout read, the data did not (a file cut short)
+        raise _unreadable(path, error) from None
     return model
