@@ -194,7 +194,8 @@ def choices_line(chosen):
              "crop_scale": lambda v: f"training crops of {v[0]:.0%}-{v[1]:.0%} of the image area",
              "crop_fraction": lambda v: f"evaluation crop {v:.0%}",
              "flip": lambda v: "horizontal flips" if v else "no flips",
-             "bn_momentum": lambda v: f"BatchNorm momentum {v}"}
+             "bn_momentum": lambda v: "the architecture's BatchNorm momentum" if v is None
+             else f"BatchNorm momentum {v}"}
     parts = [words[k](chosen[k]) for k in words if k in chosen]
     if not parts:
         return ""
