@@ -239,3 +239,57 @@ def test_from_tfds_reads_a_prepared_dataset_offline(tmp_path):
         kd.from_tfds("mnist", None, 32)
     with pytest.raises(kd.DataError, match="split 'validation' is not in"):
         kd.from_tfds("digits_scans", data_dir, 32)
+
+
+def test_from_folder_and_from_arrays_split_like_the_train_command(tmp_path):
+    """The Python defaults agree with `keras-mobilenets train` (70/10/20), so data.test exists."""
+    import inspect
+
+    from keras_mobilenets.app.cli import build_parser
+    from keras_mobilenets.app.runs import RunConfig
+
+    args = build_parser().parse_args(["train", "--out", "x"])
+    for function in (kd.from_folder, kd.from_arrays):
+        defaults = inspect.signature(function).parameters
+        assert (defaults["validation_split"].default, defaults["test_split"].default) == \
+            (args.validation_split, args.test_split) == (RunConfig.validation_split, RunConfig.test_split)
+    from photo_folders import photo_folder
+
+    data = kd.from_folder(photo_folder(tmp_path / "photos", ("china", "flower"), 40, 20), 32)
+    assert data.counts == {"train": 28, "validation": 4, "test": 8} and data.test is not None
+
+
+def test_from_arrays_refuses_nan_and_infinite_images(digit_arrays):
+    images, labels = digit_arrays
+    for bad in (np.nan, np.inf, -np.inf):
+        pixels = images[:40].astype("float32")
+        pixels[7, 3, 4] = bad
+        with pytest.raises(ValueError, match=r"images holds NaN or infinite values \(1 image\(s\), the first "
+                                             r"at index 7\)"):
+            kd.from_arrays(pixels, labels[:40], 32)
+    with pytest.raises(ValueError, match="images of dtype <U1 is not allowed"):
+        kd.from_arrays(np.full((40, 8, 8), "x"), labels[:40], 32)
+
+
+def test_splits_that_leave_no_training_images_are_refused(tmp_path, digit_arrays):
+    images, labels = digit_arrays
+    for validation, test in ((0.5, 0.45), (0.9, 0.05), (0.0, 0.95)):
+        with pytest.raises(ValueError, match=r"validation_split=.* \+ test_split=.* leaves .* their sum must "
+                                             r"be at most 0\.9"):
+            kd.from_arrays(images[:100], labels[:100], 32, validation_split=validation, test_split=test)
+    with pytest.raises(ValueError, match=r"validation_split=-0\.1 is not allowed: .* \[0, 1\)"):
+        kd.from_arrays(images[:100], labels[:100], 32, validation_split=-0.1)
+    # a class of two images: 0.45 + 0.45 keeps 10% overall but leaves that class nothing to train on
+    few = np.concatenate([np.flatnonzero(labels == 0)[:20], np.flatnonzero(labels == 1)[:2]])
+    with pytest.raises(ValueError, match=r"validation_split=0\.45 and test_split=0\.45 leave class '1' "
+                                         r"\(2 images\) without a training image"):
+        kd.from_arrays(images[few], labels[few], 32, validation_split=0.45, test_split=0.45)
+    root = tmp_path / "folder"
+    for digit in ("0", "1"):
+        (root / digit).mkdir(parents=True)
+        for i in np.flatnonzero(labels == int(digit))[:(20 if digit == "0" else 2)]:
+            Image.fromarray(images[i]).save(root / digit / f"{i}.png")
+    with pytest.raises(ValueError, match=r"leave class '1' \(2 images\) without a training image"):
+        kd.from_folder(root, 32, validation_split=0.45, test_split=0.45)
+    with pytest.raises(ValueError, match=r"validation_split=0\.6 \+ test_split=0\.35"):
+        kd.from_folder(root, 32, validation_split=0.6, test_split=0.35)

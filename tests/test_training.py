@@ -71,6 +71,9 @@ def test_frozen_stage_changes_only_the_head(tmp_path, digit_arrays):
     data = kd.from_arrays(images[:300], labels[:300], 32, batch_size=64, validation_split=0.2,
                           augmentation=None, crop_fraction=1.0)
     model = kt.create_classifier("v2", 10, alpha=0.35, image_size=32)
+    # weights loaded into the backbone (a random backbone would be trained whole: see the test below)
+    kt.create_classifier("v2", 10, alpha=0.35, image_size=32).save_weights(str(tmp_path / "w.weights.h5"))
+    model.load_weights(str(tmp_path / "w.weights.h5"))
     before = _backbone_weights(model)
     head = np.array(model.get_layer("head_logits").kernel)
     kt.fit(model, data, str(tmp_path / "run"), kt.Recipe(epochs=1, tensorboard=False), verbose=0)
@@ -150,3 +153,48 @@ def test_transfer_from_digits_0_4_beats_scratch_on_10_percent_of_5_9(tmp_path, d
     print(f"\ndigits 5-9, {len(few)} training images, {len(test_part)} test images, three seeds: "
           + "; ".join(f"{side} {mean[side]:.4f} ({', '.join(f'{a:.4f}' for a in runs[side])})" for side in runs))
     assert mean["transfer"] > mean["scratch"]
+
+
+def test_evaluate_says_which_dataset_is_missing(digit_arrays):
+    images, labels = digit_arrays
+    data = kd.from_arrays(images[:60], labels[:60], 32, test_split=0.0, augmentation=None)
+    model = kt.create_classifier("v2", 10, alpha=0.35, image_size=32)
+    with pytest.raises(ValueError, match=r"dataset=None is not allowed: .*data\.test .*test_split > 0"):
+        kt.evaluate(model, data.test, data.class_names)
+
+
+def test_a_random_backbone_is_not_frozen_a_loaded_one_is(tmp_path, digit_arrays):
+    """create_classifier(weights=None) with the default Recipe (freeze_backbone=True) would train a head
+    on random features: fit trains every layer instead and warns. A backbone whose weights were loaded
+    since stays frozen."""
+    images, labels = digit_arrays
+    data = kd.from_arrays(images[:120], labels[:120], 32, batch_size=64, validation_split=0.2, test_split=0.0,
+                          augmentation=None, crop_fraction=1.0)
+    model = kt.create_classifier("v2", 10, alpha=0.35, image_size=32)
+    before = _backbone_weights(model)
+    with pytest.warns(UserWarning, match=r"random weights .* training every layer instead.*"
+                                         r"Recipe\(freeze_backbone=False\)"):
+        kt.fit(model, data, str(tmp_path / "random"), kt.Recipe(epochs=1, tensorboard=False), verbose=0)
+    after = _backbone_weights(model)
+    assert not np.array_equal(before["Conv1/kernel"], after["Conv1/kernel"])
+    model.save_weights(str(tmp_path / "trained.weights.h5"))
+
+    loaded = kt.create_classifier("v2", 10, alpha=0.35, image_size=32)
+    loaded.load_weights(str(tmp_path / "trained.weights.h5"))
+    before = _backbone_weights(loaded)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kt.fit(loaded, data, str(tmp_path / "loaded"), kt.Recipe(epochs=1, tensorboard=False), verbose=0)
+    assert not [w for w in caught if "random weights" in str(w.message)]
+    for path, value in _backbone_weights(loaded).items():
+        np.testing.assert_array_equal(before[path], value, err_msg=path)
+
+
+def test_auto_epochs_aim_at_a_step_budget():
+    assert kt.Recipe(epochs="auto").epochs == "auto"
+    with pytest.raises(ValueError, match=r'epochs=.many. is not allowed: .*or "auto"'):
+        kt.Recipe(epochs="many")
+    assert kt.auto_epochs(1258, 32) == 50  # the bundled digits
+    assert kt.auto_epochs(140, 32) == kt.AUTO_EPOCHS[1] and kt.auto_epochs(10 ** 6, 32) == kt.AUTO_EPOCHS[0]

@@ -100,9 +100,10 @@ def _train(args):
         data=args.data, arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
         image_size=args.image_size, weights=None if from_scratch else args.weights,
         batch_size=args.batch_size, validation_split=args.validation_split, test_split=args.test_split,
-        seed=args.seed, flip=not args.no_flip, crop_scale=(args.min_crop, 1.0),
+        seed=args.seed, flip=False if args.no_flip else "auto",
+        crop_scale="auto" if args.min_crop == "auto" else (args.min_crop, 1.0),
         crop_fraction=args.crop_fraction, strict=args.strict, dropout=args.dropout,
-        bn_momentum=args.bn_momentum if args.bn_momentum is not None else (0.9 if from_scratch else None),
+        bn_momentum=args.bn_momentum,
         mixed_precision=args.mixed_precision, strategy=args.strategy, recipe=recipe)
     result = train_run(args.out, config, overwrite=args.overwrite, export_dir=args.export)
     if not result.metrics:
@@ -117,6 +118,8 @@ def _train(args):
           f"{metrics['epochs']}); metrics.json, history.csv, training_curves.png, confusion_matrix.png")
     if metrics.get("export"):
         print(f"SavedModel for TF Serving: {metrics['export']}")
+    if metrics.get("warning"):
+        print(f"warning: {metrics['warning']}")
     return 0
 
 
@@ -212,6 +215,15 @@ def _quantize(args):
     return 0
 
 
+def _auto(kind):
+    """An argparse type: "auto" (chosen from the data when the run starts) or a `kind` value."""
+    def parse(text):
+        return "auto" if text == "auto" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="keras-mobilenets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -244,12 +256,13 @@ def build_parser():
     train.add_argument("--data", default="digits",
                        help='a class-per-subfolder image folder, or "digits" (the bundled scans)')
     train.add_argument("--arch", choices=ARCHS, default="v2")
-    train.add_argument("--alpha", type=float, default=1.0)
+    train.add_argument("--alpha", type=_auto(float), default="auto")
     train.add_argument("--minimalistic", action="store_true")
-    train.add_argument("--image-size", type=int, default=224)
+    train.add_argument("--image-size", type=_auto(int), default="auto")
     train.add_argument("--weights", default="none",
                        help='"none" (from scratch, the default), "imagenet" or a weights file')
-    train.add_argument("--epochs", type=int, default=10, help="stage 1 (head, or all layers from scratch)")
+    train.add_argument("--epochs", type=_auto(int), default="auto",
+                       help="stage 1 (head, or all layers from scratch)")
     train.add_argument("--fine-tune-epochs", type=int, default=0, help="stage 2: top blocks unfrozen")
     train.add_argument("--fine-tune-blocks", default="3", help='blocks unfrozen in stage 2, or "all"')
     train.add_argument("--train-batchnorm", action="store_true",
@@ -261,15 +274,16 @@ def build_parser():
     train.add_argument("--weight-decay", type=float, default=1e-4)
     train.add_argument("--label-smoothing", type=float, default=0.1)
     train.add_argument("--dropout", type=float, default=0.2)
-    train.add_argument("--bn-momentum", type=float,
+    train.add_argument("--bn-momentum", type=_auto(float), default="auto",
                        help="BatchNorm momentum (default 0.9 from scratch, the architecture's otherwise)")
     train.add_argument("--patience", type=int, help="early stopping patience in epochs")
     train.add_argument("--validation-split", type=float, default=0.1)
     train.add_argument("--test-split", type=float, default=0.2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-flip", action="store_true", help="no horizontal flips (digits, text)")
-    train.add_argument("--min-crop", type=float, default=0.08, help="smallest random crop (area fraction)")
-    train.add_argument("--crop-fraction", type=float, default=0.875, help="eval center-crop fraction")
+    train.add_argument("--min-crop", type=_auto(float), default="auto",
+                       help="smallest random crop (area fraction)")
+    train.add_argument("--crop-fraction", type=_auto(float), default="auto", help="eval center-crop fraction")
     train.add_argument("--strict", action="store_true", help="fail on the first bad image file")
     train.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
     train.add_argument("--strategy", choices=("mirrored", "multi-worker"),

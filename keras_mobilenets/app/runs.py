@@ -7,10 +7,11 @@ and at the end best.keras, metrics.json, training_curves.png and confusion_matri
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -22,32 +23,42 @@ from keras_mobilenets.fileio import write_json
 from keras_mobilenets.nets.flavors import flavor_of
 
 STRATEGIES = (None, "mirrored", "multi-worker")
+AUTO = "auto"
+ARCH_NAMES = {"v1": "MobileNetV1", "v2": "MobileNetV2", "v3-large": "MobileNetV3-Large",
+              "v3-small": "MobileNetV3-Small"}
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that decides what a run trains; stored in config.json and checked on resume."""
+    """Everything that decides what a run trains; stored in config.json and checked on resume.
+
+    Fields set to "auto" (the defaults) are chosen from the data by `resolve` when the run starts, and
+    config.json stores the chosen values. From scratch: the image size from the images' own size, the
+    width and epoch count from the number of training images, crops that keep most of the image,
+    BatchNorm momentum 0.9, no flips on digits. With `weights`: 224 px, width 1.0, ImageNet crops and the
+    two-stage transfer recipe. `recipe=None` is the recipe that suits `weights`.
+    """
 
     data: str = "digits"
     arch: str = "v2"
-    alpha: float = 1.0
+    alpha: float | str = AUTO
     minimalistic: bool = False
-    image_size: int = 224
+    image_size: int | str = AUTO
     weights: str | None = None
     batch_size: int = 32
     validation_split: float = 0.1
     test_split: float = 0.2
     seed: int = 0
-    flip: bool = True
-    crop_scale: tuple = (0.08, 1.0)
-    crop_fraction: float = 0.875
+    flip: bool | str = AUTO
+    crop_scale: tuple | str = AUTO
+    crop_fraction: float | str = AUTO
     strict: bool = False
     cache: bool = True
     dropout: float = 0.2
-    bn_momentum: float | None = None
+    bn_momentum: float | None | str = AUTO
     mixed_precision: str | None = None
     strategy: str | None = None
-    recipe: training.Recipe = field(default_factory=training.Recipe)
+    recipe: training.Recipe | None = None
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -58,15 +69,27 @@ class RunConfig:
 
     def to_json(self):
         payload = asdict(self)
-        payload["crop_scale"] = list(self.crop_scale)
+        if not isinstance(self.crop_scale, str):
+            payload["crop_scale"] = list(self.crop_scale)
         return payload
 
     @classmethod
     def from_json(cls, payload):
         payload = dict(payload)
-        payload["recipe"] = training.Recipe(**payload["recipe"])
-        payload["crop_scale"] = tuple(payload["crop_scale"])
+        if payload["recipe"] is not None:
+            payload["recipe"] = training.Recipe(**payload["recipe"])
+        if not isinstance(payload["crop_scale"], str):
+            payload["crop_scale"] = tuple(payload["crop_scale"])
         return cls(**payload)
+
+    @property
+    def from_scratch(self):
+        return self.weights in (None, "none", "None")
+
+    def describe(self):
+        """The architecture in words, e.g. "MobileNetV2 0.35, 64 px" (a resolved config)."""
+        name = ARCH_NAMES.get(self.arch, self.arch) + (" minimalistic" if self.minimalistic else "")
+        return f"{name} {self.alpha:g}, {self.image_size} px" + (", from scratch" if self.from_scratch else "")
 
     @property
     def flavor(self):
@@ -107,6 +130,90 @@ def is_chief(strategy):
 
 def _data_dir(config):
     return digits() if config.data == "digits" else config.data
+
+
+def _folder_stats(directory, sample=200):
+    """(number of images, median short side in pixels) of a class-per-subfolder folder, from the
+    headers of up to `sample` files spread over it (unreadable files are left out)."""
+    from PIL import Image
+
+    files, _, _ = kd.scan_folder(directory)
+    sides = []
+    for path in files[::max(1, len(files) // sample)]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except Exception:  # noqa: BLE001 - a bad file is reported by the validation pass, not here
+            continue
+    return len(files), int(np.median(sides)) if sides else 224
+
+
+def auto_image_size(side):
+    """From scratch: the images' own size rounded up to a multiple of 32 (MobileNets downsample by 32),
+    at least 64 (a 2x2 last feature map) and at most 224 (ImageNet's)."""
+    return int(min(224, max(64, 32 * math.ceil(side / 32))))
+
+
+def auto_alpha(train_images):
+    """From scratch: a narrow network for few images (fewer weights to fit, faster epochs)."""
+    for limit, alpha in ((5_000, 0.35), (20_000, 0.5), (100_000, 0.75)):
+        if train_images <= limit:
+            return alpha
+    return 1.0
+
+
+def resolve(config):
+    """(`config` with every "auto" field chosen, {field: chosen value}) -- see `RunConfig`."""
+    scratch = config.from_scratch
+    images, side = _folder_stats(_data_dir(config))
+    train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
+    chosen = {"image_size": auto_image_size(side) if scratch else 224,
+              "alpha": auto_alpha(train_images) if scratch else 1.0,
+              "flip": config.data != "digits",
+              "crop_scale": (0.6, 1.0) if scratch else (0.08, 1.0),
+              "crop_fraction": 1.0 if scratch else 0.875,
+              "bn_momentum": 0.9 if scratch else None}
+    chosen = {k: v for k, v in chosen.items() if getattr(config, k) == AUTO}
+    recipe = config.recipe
+    if recipe is None:
+        recipe = training.Recipe(epochs=AUTO, freeze_backbone=False, learning_rate=5e-3) if scratch \
+            else training.Recipe()
+    if recipe.epochs == AUTO:
+        epochs = training.auto_epochs(train_images, config.batch_size) if scratch else 10
+        chosen["epochs"] = epochs
+        recipe = replace(recipe, epochs=epochs)
+    resolved = replace(config, recipe=recipe, **{k: v for k, v in chosen.items() if k != "epochs"})
+    chosen["images"], chosen["side"], chosen["train_images"] = images, side, train_images
+    return resolved, chosen
+
+
+def choices_line(chosen):
+    """One line naming what "auto" chose and from what, e.g. for the start of `keras-mobilenets train`."""
+    words = {"image_size": lambda v: f"image size {v} px",
+             "alpha": lambda v: f"width (alpha) {v:g}",
+             "epochs": lambda v: f"{v} epochs",
+             "crop_scale": lambda v: f"training crops of {v[0]:.0%}-{v[1]:.0%} of the image area",
+             "crop_fraction": lambda v: f"evaluation crop {v:.0%}",
+             "flip": lambda v: "horizontal flips" if v else "no flips",
+             "bn_momentum": lambda v: "the architecture's BatchNorm momentum" if v is None
+             else f"BatchNorm momentum {v}"}
+    parts = [words[k](chosen[k]) for k in words if k in chosen]
+    if not parts:
+        return ""
+    return (f"auto choices for {chosen['images']} images of about {chosen['side']} px "
+            f"({chosen['train_images']} for training): " + ", ".join(parts) + " (flags override each)")
+
+
+def near_chance(split, result):
+    """A plain warning (with what to try) when `result`'s accuracy is near the majority-class rate."""
+    rows = np.asarray(result["confusion_matrix"]).sum(axis=1)
+    chance = rows.max() / max(1, rows.sum())
+    if result["accuracy"] >= chance + 0.25 * (1 - chance):
+        return None
+    return (f"{split} accuracy {result['accuracy']:.2%} is near chance ({chance:.2%}, always guessing the "
+            "largest class): the model learned little. Try more epochs (--epochs), ImageNet weights "
+            "(--weights imagenet) if the images are photos, more images per class, and check that each "
+            "class folder holds what its name says")
 
 
 def load_data(config):
@@ -175,12 +282,16 @@ def to_keras(model, config, num_classes, weights_path=None):
 
 
 def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, strategy=None, verbose=1):
-    """Train (or resume, or report a finished) run in `out_dir` and return a `RunResult`."""
+    """Train (or resume, or report a finished) run in `out_dir` and return a `RunResult`.
+
+    With `verbose`, prints the "auto" choices and the data report (skipped files) before the first epoch.
+    """
     import keras
 
     out_dir = os.fspath(out_dir)
     if not isinstance(config, RunConfig):
         raise ValueError(f"config={config!r} is not allowed: config must be a RunConfig")
+    config, chosen = resolve(config)
     strategy = strategy if strategy is not None else make_strategy(config.strategy)
     chief = strategy is None or is_chief(strategy)
     resumed = False
@@ -194,6 +305,9 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
     work_dir = out_dir if chief else os.path.join(out_dir, f".worker-{strategy.cluster_resolver.task_id}")
     os.makedirs(work_dir, exist_ok=True)
     data = load_data(config)
+    if chief and verbose:
+        line = choices_line(chosen)
+        print("\n".join(([line] if line else []) + [data.report()]), flush=True)
     if chief:
         write_json(os.path.join(out_dir, "config.json"), config.to_json())
         write_json(os.path.join(out_dir, "split.json"), data.files)
@@ -222,10 +336,13 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
         if dataset is not None:
             metrics[split] = training.evaluate(model, dataset, data.class_names)
     _save_model(model, os.path.join(out_dir, "best.keras"))
-    reports.plot_history(result.history, os.path.join(out_dir, "training_curves.png"), title=model.name)
+    reports.plot_history(result.history, os.path.join(out_dir, "training_curves.png"),
+                         title=config.describe(),
+                         best_epoch=metrics["best_epoch"] if config.recipe.restore_best else None)
     final = metrics.get("test") or metrics.get("validation")
     if final:
         split = "test" if "test" in metrics else "validation"
+        metrics["warning"] = near_chance(split, final)
         reports.plot_confusion(final["confusion_matrix"], data.class_names,
                                os.path.join(out_dir, "confusion_matrix.png"),
                                title=f"{split} accuracy {final['accuracy']:.2%} ({final['images']} images)")

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+MAX_HELD_OUT = 0.9  # validation_split + test_split: training keeps at least a tenth of the images
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -264,6 +265,25 @@ def _check_common(batch_size, crop_fraction, augmentation):
                          "Augmentation(...) or None")
 
 
+def _check_splits(validation_split, test_split, labels=None, class_names=None, parts=None):
+    """Refuse split fractions that leave (almost) no training images; with `parts`, refuse a class
+    left without any training image."""
+    for name, value in (("validation_split", validation_split), ("test_split", test_split)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise ValueError(f"{name}={value!r} is not allowed: {name} must be a fraction in [0, 1)")
+    if validation_split + test_split > MAX_HELD_OUT:
+        raise ValueError(f"validation_split={validation_split!r} + test_split={test_split!r} = "
+                         f"{validation_split + test_split:.2f} leaves {1 - validation_split - test_split:.0%} "
+                         f"of the images for training: their sum must be at most "
+                         f"{MAX_HELD_OUT}")
+    if parts is not None:
+        empty = [class_names[c] for c in np.unique(labels) if not (labels[parts[0]] == c).any()]
+        if empty:
+            raise ValueError(f"validation_split={validation_split!r} and test_split={test_split!r} leave "
+                             f"class {empty[0]!r} ({(labels == class_names.index(empty[0])).sum()} images) "
+                             "without a training image: lower them, or add images to that class")
+
+
 def _file_dataset(files, labels):
     paths = tf.data.Dataset.from_tensor_slices((np.asarray(files, dtype=object).astype(str), labels))
     return paths.map(lambda path, y: (decode(tf.io.read_file(path)), y), num_parallel_calls=AUTOTUNE)
@@ -284,14 +304,16 @@ def _make(sources, class_names, size, batch_size, augmentation, crop_fraction, c
                      datasets["test"], counts, batch_size, files or {}, tuple(skipped))
 
 
-def from_folder(directory, image_size, batch_size=32, validation_split=0.2, test_split=0.0, seed=0,
+def from_folder(directory, image_size, batch_size=32, validation_split=0.1, test_split=0.2, seed=0,
                 augmentation=Augmentation(), crop_fraction=0.875, strict=False, cache=False):
     """Pipelines from `directory/<class>/<image>`: stratified seeded split, bad files found up front.
 
-    `cache=True` caches decoded images in memory (a string: in that file) before random augmentation.
+    The default splits (70/10/20) are `keras-mobilenets train`'s. `cache=True` caches decoded images in
+    memory (a string: in that file) before random augmentation.
     """
     size = _image_size(image_size)
     _check_common(batch_size, crop_fraction, augmentation)
+    _check_splits(validation_split, test_split)
     files, labels, class_names = scan_folder(directory)
     skipped = validate_files(files, strict=strict)
     if skipped:
@@ -303,6 +325,7 @@ def from_folder(directory, image_size, batch_size=32, validation_split=0.2, test
                 raise DataError(f"class folder {os.path.join(os.fspath(directory), name)!r} has no "
                                 "decodable images left after skipping bad files")
     parts = split_indices(labels, (validation_split, test_split), seed)
+    _check_splits(validation_split, test_split, labels, class_names, parts)
     split_files = {name: [files[i] for i in part] for name, part in zip(("train", "validation", "test"), parts)}
     sources = [(_file_dataset(split_files[n], labels[p]), len(p))
                for n, p in zip(("train", "validation", "test"), parts)]
@@ -319,11 +342,12 @@ def from_files(files, labels, class_names, image_size, batch_size=32, crop_fract
     return _pipeline(source, size, batch_size, False, None, crop_fraction, False, 0, 1)
 
 
-def from_arrays(images, labels, image_size, class_names=None, batch_size=32, validation_split=0.2,
-                test_split=0.0, seed=0, augmentation=Augmentation(), crop_fraction=0.875, cache=False):
-    """Pipelines from in-memory images (N, H, W, C) with C in (1, 3, 4) and [0, 255] values."""
+def from_arrays(images, labels, image_size, class_names=None, batch_size=32, validation_split=0.1,
+                test_split=0.2, seed=0, augmentation=Augmentation(), crop_fraction=0.875, cache=False):
+    """Pipelines from in-memory images (N, H, W, C) with C in (1, 3, 4) and finite [0, 255] values."""
     size = _image_size(image_size)
     _check_common(batch_size, crop_fraction, augmentation)
+    _check_splits(validation_split, test_split)
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.ndim == 3:
@@ -331,6 +355,13 @@ def from_arrays(images, labels, image_size, class_names=None, batch_size=32, val
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
         raise ValueError(f"images with shape {images.shape} is not allowed: images must be (N, H, W, C) "
                          "with C 1 (grayscale), 3 (RGB) or 4 (RGBA)")
+    if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
+        raise ValueError(f"images of dtype {images.dtype} is not allowed: images must be real numbers "
+                         "(uint8 or float pixels in [0, 255])")
+    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"images holds NaN or infinite values ({int((~finite).sum())} image(s), the first at "
+                         f"index {int(np.argmin(finite))}): images must be finite pixels in [0, 255]")
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels with shape {labels.shape} and dtype {labels.dtype} is not allowed: "
                          f"labels must be {len(images)} integer class ids")
@@ -340,6 +371,7 @@ def from_arrays(images, labels, image_size, class_names=None, batch_size=32, val
         raise ValueError(f"labels must be ids in [0, {len(class_names)}) for at least two classes; "
                          f"received ids {sorted(set(labels.tolist()))[:10]}")
     parts = split_indices(labels, (validation_split, test_split), seed)
+    _check_splits(validation_split, test_split, labels, class_names, parts)
     sources = []
     for part in parts:
         x = tf.data.Dataset.from_tensor_slices((images[part], labels[part].astype(np.int64)))

@@ -12,7 +12,8 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,6 +25,15 @@ from keras_mobilenets.nets.preprocessing import includes_preprocessing
 HEAD_LAYERS = ("head_pool", "head_dropout", "head_logits", "head_softmax")
 POOLING_LAYERS = ("head_pool", "avg_pool", "max_pool")
 POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
+AUTO_STEPS = 2000  # optimizer steps an "auto" epoch count aims at when training from scratch
+AUTO_EPOCHS = (30, 60)
+
+
+def auto_epochs(train_images, batch_size):
+    """Epochs for training from scratch: about AUTO_STEPS steps, within AUTO_EPOCHS (digits: 50)."""
+    steps = max(1, math.ceil(train_images / batch_size))
+    low, high = AUTO_EPOCHS
+    return int(min(high, max(low, math.ceil(AUTO_STEPS / steps))))
 
 
 @dataclass(frozen=True)
@@ -35,10 +45,11 @@ class Recipe:
     (QAT fine-tuning uses False on all layers). Each stage starts with `warmup_epochs` of linear warm-up:
     a fresh optimizer at the full rate on just-unfrozen pretrained weights undoes them in a few steps.
     `restore_best=False` returns the last epoch's weights instead of the best checkpoint's (for a
-    pruning ramp, whose best epoch can come before the target sparsity).
+    pruning ramp, whose best epoch can come before the target sparsity). `epochs="auto"` picks the
+    count from the training split's size (`auto_epochs`), for training from scratch.
     """
 
-    epochs: int = 10
+    epochs: int | str = 10
     fine_tune_epochs: int = 0
     fine_tune_blocks: int | str = 3
     freeze_backbone: bool = True
@@ -53,7 +64,8 @@ class Recipe:
     restore_best: bool = True
 
     def __post_init__(self):
-        _check_int("epochs", self.epochs, 1)
+        if self.epochs != "auto":
+            _check_int("epochs", self.epochs, 1, 'or "auto"')
         _check_int("fine_tune_epochs", self.fine_tune_epochs, 0)
         if self.fine_tune_blocks != "all":
             _check_int("fine_tune_blocks", self.fine_tune_blocks, 0, 'or "all"')
@@ -151,7 +163,20 @@ def create_classifier(arch, num_classes, *, alpha=1.0, image_size=224, minimalis
             for layer in backbone.layers:
                 if type(layer).__name__ == "BatchNormalization":
                     layer.momentum = bn_momentum
-        return add_head(backbone, num_classes, dropout=dropout, name=f"{backbone.name}_classifier")
+        model = add_head(backbone, num_classes, dropout=dropout, name=f"{backbone.name}_classifier")
+    if weights is None:  # fit recognises a backbone still at its random start (see _random_backbone)
+        model.random_backbone = [np.array(v) for v in _first_kernels(model)]
+    return model
+
+
+def _first_kernels(model):
+    return [layer.kernel for layer in model.layers[:12] if hasattr(layer, "kernel")][:1]
+
+
+def _random_backbone(model):
+    """Whether `model` came from create_classifier(weights=None) and its backbone was not loaded since."""
+    start = getattr(model, "random_backbone", None)
+    return bool(start) and all(np.array_equal(a, np.array(b)) for a, b in zip(start, _first_kernels(model)))
 
 
 def blocks(model):
@@ -342,6 +367,15 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
     if classes != data.num_classes:
         raise ValueError(f"model {model.name!r} has {classes} outputs but the data has "
                          f"{data.num_classes} classes {data.class_names[:10]}")
+    if recipe.freeze_backbone and _random_backbone(model):
+        warnings.warn("the model's backbone has random weights (create_classifier(weights=None)) and "
+                      "recipe.freeze_backbone=True would train only the head on random features: training "
+                      "every layer instead. Pass Recipe(freeze_backbone=False) to train from scratch, or "
+                      "weights='imagenet' (or a weights file) for transfer learning", UserWarning,
+                      stacklevel=2)
+        recipe = replace(recipe, freeze_backbone=False)
+    if recipe.epochs == "auto":
+        recipe = replace(recipe, epochs=auto_epochs(data.counts["train"], data.batch_size))
     os.makedirs(out_dir, exist_ok=True)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     train = _one_hot(data.train, data.num_classes, strategy is not None)
@@ -387,6 +421,10 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
 
 def evaluate(model, dataset, class_names):
     """Accuracy, per-class accuracy and the confusion matrix of `model` on a (pixels, label) dataset."""
+    if dataset is None:
+        raise ValueError("dataset=None is not allowed: evaluate needs a (pixels, label) dataset, e.g. "
+                         "data.test (from_folder/from_arrays with test_split > 0, the default 0.2) or "
+                         "data.validation")
     truth, predicted = [], []
     for images, labels in dataset:
         probs = model(images, training=False)

@@ -12,8 +12,11 @@ def _figure(figsize):
     return Figure(figsize=figsize)
 
 
-def plot_history(rows, path, title=None):
-    """Loss and accuracy per epoch (train and validation) from `training.read_history` rows."""
+def plot_history(rows, path, title=None, best_epoch=None):
+    """Loss and accuracy per epoch (train and validation) from `training.read_history` rows.
+
+    `best_epoch` (1-based) marks the epoch whose weights the run kept, with a vertical line.
+    """
     epochs = [r["epoch"] + 1 for r in rows]
     fig = _figure((10, 4))
     axes = fig.subplots(1, 2)
@@ -22,6 +25,8 @@ def plot_history(rows, path, title=None):
             if rows and prefix + metric in rows[0]:
                 ax.plot(epochs, [r[prefix + metric] for r in rows], style,
                         label=("validation " if prefix else "train ") + metric)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="tab:red", linestyle=":", label=f"kept: best epoch {best_epoch}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
