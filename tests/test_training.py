@@ -198,3 +198,25 @@ def test_auto_epochs_aim_at_a_step_budget():
         kt.Recipe(epochs="many")
     assert kt.auto_epochs(1258, 32) == 50  # the bundled digits
     assert kt.auto_epochs(140, 32) == kt.AUTO_EPOCHS[1] and kt.auto_epochs(10 ** 6, 32) == kt.AUTO_EPOCHS[0]
+
+
+def test_recalibrate_batchnorm_stores_the_exact_mean_of_the_batches():
+    """Momentum k/(k+1) per batch turns the moving average into the running mean of the batch statistics."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(3.0, 2.0, (64, 4, 4, 3)).astype("float32") * np.array([1, 5, 0.1], "float32")
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99, name="bn")(inputs))
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(64))).batch(16)
+    assert kt.recalibrate_batchnorm(model, dataset, batches=8) == 4  # the data has only four batches
+    bn = model.get_layer("bn")
+    batches = images.reshape(4, -1, 3)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), batches.mean(axis=1).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), batches.var(axis=1).mean(axis=0), rtol=1e-4)
+    assert bn.momentum == 0.99  # restored
+    bn.trainable = False  # a frozen BatchNorm keeps its statistics
+    before = np.asarray(bn.moving_mean).copy()
+    kt.recalibrate_batchnorm(model, dataset.map(lambda x, y: (x * 10, y)), batches=2)
+    np.testing.assert_array_equal(np.asarray(bn.moving_mean), before)
