@@ -1,6 +1,8 @@
 """keras_mobilenets: MobileNet V1/V2/V3 for Keras 3 from one block registry, exact drop-ins for
 keras.applications, ready for fine-tuning, QAT, TF Serving and TFLite."""
 
+from keras_mobilenets import _startup  # noqa: F401  (first: quiets TensorFlow's banners for the CLI)
+
 from keras_mobilenets import datasets
 from keras_mobilenets.architectures import (
     ARCHITECTURES,
