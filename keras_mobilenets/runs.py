@@ -176,7 +176,7 @@ def _check_ours(out_dir, kind):
     """Refuse (even with overwrite) a folder with content this package did not write."""
     if _is_ours(out_dir, kind) is False:
         raise FileExistsError(
-            f"out={out_dir!r} exists and is not a keras-mobilenets {kind} run folder (no {MARKER}): "
+            f"out={out_dir!r} exists and is not a keras-mobilenets run folder (no {MARKER} of a {kind} run): "
             "--overwrite (overwrite=True) only ever replaces a folder keras-mobilenets wrote; choose "
             "another folder, or empty this one yourself")
 

@@ -95,7 +95,7 @@ def test_overwrite_never_empties_a_folder_we_did_not_write(tmp_path, tiny_dir, c
     assert cli.main(["train", "--data", tiny_dir, *TINY, "--out", str(thesis), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and "--overwrite" in err and err.count("\n") == 1
-    with pytest.raises(FileExistsError, match="not a keras-mobilenets quantize run"):
+    with pytest.raises(FileExistsError, match="not a keras-mobilenets run folder .*quantize run"):
         quantize_run(str(tmp_path / "missing.keras"), str(thesis), overwrite=True)
     assert sorted(os.listdir(thesis)) == ["config.json", "thesis.tex"]
     assert (thesis / "thesis.tex").read_text() == "\\documentclass{article}"
@@ -128,7 +128,7 @@ def test_a_run_from_before_the_marker_is_still_ours(tmp_path, tiny_dir):
     with pytest.raises(ValueError, match="holds a run with other settings"):
         train_run(str(run), _config(tiny_dir, epochs=5))
     (run / "config.json").write_text(json.dumps({**payload, "extra": 1}))
-    with pytest.raises(FileExistsError, match="not a keras-mobilenets train run"):
+    with pytest.raises(FileExistsError, match="not a keras-mobilenets run folder"):
         train_run(str(run), _config(tiny_dir), overwrite=True)
 
 
