@@ -1,6 +1,8 @@
 """keras_mobilenets: MobileNet V1/V2/V3 for Keras 3 from one block registry, exact drop-ins for
 keras.applications, ready for fine-tuning, QAT, TF Serving and TFLite."""
 
+from keras_mobilenets import _startup  # noqa: F401  (first: quiets TensorFlow's banners for the CLI)
+
 from keras_mobilenets.data import datasets
 from keras_mobilenets.nets.architectures import (
     ARCHITECTURES,
@@ -47,4 +49,4 @@ from keras_mobilenets.nets.flavors import get_flavor as _get_flavor
 # keras.saving.load_model in any process that imported the package, before any model is built.
 _get_flavor("keras")
 
-__version__ = "0.1.0"
+from keras_mobilenets.version import __version__  # noqa: E402

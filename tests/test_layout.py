@@ -6,7 +6,7 @@ import pathlib
 import keras_mobilenets
 
 ROOMS = ("nets", "analysis", "data", "train", "optimize", "deploy", "app")
-BASE = ("fileio",)  # helpers every room may use; they import no room
+BASE = ("fileio", "version", "_startup")  # every room may use these; they import no room
 PACKAGE = pathlib.Path(keras_mobilenets.__file__).parent
 
 

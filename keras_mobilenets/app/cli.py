@@ -8,6 +8,29 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ARCHS = ("v1", "v2", "v3-large", "v3-small")
+CONVERT_MODES = {
+    "float32": "float32 weights and activations, the Keras model's numbers",
+    "float16": "float16 weights (half the file), float32 compute on CPU",
+    "dynamic": "int8 weights, float activations; no calibration data needed",
+    "int8": "full integer post-training quantization, calibrated on the training images",
+    "qat-int8": "quantization-aware: range calibration, --qat-epochs of QAT, then full integer",
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except None and off switches (and where the help says it already)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad command lines get one `Error: ...` line (exit code 2), like every other expected error."""
+
+    def error(self, message):
+        self.exit(2, f"Error: {message} (see {self.prog} --help)\n")
 
 
 def _profile(args):
@@ -77,8 +100,15 @@ def _export(args):
 def _predict(args):
     from keras_mobilenets.deploy.predictor import Predictor
 
+    if args.top_k < 1:
+        raise ValueError(f"--top-k {args.top_k} is not allowed: allowed are 1 to the number of classes")
     predictor = Predictor(args.model, num_threads=args.threads, labels=args.labels)
-    for image, best in zip(args.images, predictor.top_k(args.images, k=args.top_k)):
+    results = predictor.top_k(args.images, k=args.top_k)
+    classes = min(len(best) for best in results)
+    if args.top_k > classes:
+        raise ValueError(f"--top-k {args.top_k} is not allowed: the model has {classes} classes "
+                         f"(allowed: 1..{classes})")
+    for image, best in zip(args.images, results):
         print(image + ": " + ", ".join(f"{label} {score:.4f}" for label, score in best))
     return 0
 
@@ -136,18 +166,16 @@ def _evaluate(args):
 
 def _convert_data(args, model):
     """(representative, sample) [0, 255] pipelines: the run's stored splits, or --data."""
-    import json
-
-    from keras_mobilenets.data import pipelines as kd
+    from keras_mobilenets import data as kd
+    from keras_mobilenets.app.runs import _read_config
     from keras_mobilenets.data.datasets import digits
+    from keras_mobilenets.fileio import read_json
 
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     run_dir = os.path.dirname(os.path.abspath(args.model))
     if args.data is None and os.path.exists(os.path.join(run_dir, "split.json")):
-        with open(os.path.join(run_dir, "split.json")) as handle:
-            splits = json.load(handle)
-        with open(os.path.join(run_dir, "config.json")) as handle:
-            crop_fraction = json.load(handle)["crop_fraction"]
+        splits = read_json(os.path.join(run_dir, "split.json"), what="run's split")
+        crop_fraction = _read_config(os.path.join(run_dir, "config.json")).crop_fraction
         with open(os.path.join(run_dir, "labels.txt")) as handle:
             names = handle.read().split("\n")[:-1]
 
@@ -225,18 +253,25 @@ def _auto(kind):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="keras-mobilenets", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="keras-mobilenets", description=__doc__, formatter_class=_Formatter)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    common = argparse.ArgumentParser(add_help=False)  # --debug after the command name too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    prof = commands.add_parser("profile", help="per-block params, MACs and activation memory")
-    prof.add_argument("--arch", choices=ARCHS, default="v2")
-    prof.add_argument("--alpha", type=float, default=1.0)
-    prof.add_argument("--resolution", type=int, default=224)
-    prof.add_argument("--minimalistic", action="store_true")
+    def command(name, **kwargs):
+        return commands.add_parser(name, parents=[common], formatter_class=_Formatter, **kwargs)
+
+    prof = command("profile", help="per-block params, MACs and activation memory")
+    prof.add_argument("--arch", choices=ARCHS, default="v2", help="architecture")
+    prof.add_argument("--alpha", type=float, default=1.0, help="width multiplier")
+    prof.add_argument("--resolution", type=int, default=224, help="input size in pixels (square)")
+    prof.add_argument("--minimalistic", action="store_true", help="V3 minimalistic variant")
     prof.add_argument("--no-top", action="store_true", help="profile the backbone without classifier")
     prof.set_defaults(run=_profile)
 
-    export = commands.add_parser("export", help="SavedModel for TF Serving from a .keras model")
+    export = command("export", help="SavedModel for TF Serving from a .keras model")
     export.add_argument("model", help="a .keras file")
     export.add_argument("--out", required=True, help="TF Serving base folder, e.g. saved_models/NAME")
     export.add_argument("--labels", help="class names, one per line")
@@ -244,21 +279,23 @@ def build_parser():
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.set_defaults(run=_export)
 
-    predict = commands.add_parser("predict", help="top-k classes of image files")
+    predict = command("predict", help="top-k classes of image files")
     predict.add_argument("--model", required=True, help="a .tflite file, a .keras file or a SavedModel")
     predict.add_argument("--labels", help="class names, one per line")
-    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--top-k", type=int, default=5, help="how many classes to print (1..classes)")
     predict.add_argument("--threads", type=int, default=2, help="LiteRT threads for .tflite")
-    predict.add_argument("images", nargs="+")
+    predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
     predict.set_defaults(run=_predict)
 
-    train = commands.add_parser("train", help="fine-tune or train a classifier on an image folder")
+    train = command("train", help="fine-tune or train a classifier on an image folder")
     train.add_argument("--data", default="digits",
                        help='a class-per-subfolder image folder, or "digits" (the bundled scans)')
-    train.add_argument("--arch", choices=ARCHS, default="v2")
-    train.add_argument("--alpha", type=_auto(float), default="auto")
-    train.add_argument("--minimalistic", action="store_true")
-    train.add_argument("--image-size", type=_auto(int), default="auto")
+    train.add_argument("--arch", choices=ARCHS, default="v2", help="architecture")
+    train.add_argument("--alpha", type=_auto(float), default="auto",
+                       help='width multiplier ("auto": 0.35 up to 5,000 training images, then wider)')
+    train.add_argument("--minimalistic", action="store_true", help="V3 minimalistic variant")
+    train.add_argument("--image-size", type=_auto(int), default="auto",
+                       help='input size in pixels, square ("auto": from the images\' own size, 64-224)')
     train.add_argument("--weights", default="none",
                        help='"none" (from scratch, the default), "imagenet" or a weights file')
     train.add_argument("--epochs", type=_auto(int), default="auto",
@@ -267,86 +304,125 @@ def build_parser():
     train.add_argument("--fine-tune-blocks", default="3", help='blocks unfrozen in stage 2, or "all"')
     train.add_argument("--train-batchnorm", action="store_true",
                        help="let BatchNorm layers train in stage 2 (frozen by default)")
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=32, help="images per training step")
     train.add_argument("--lr", type=float, help="peak learning rate (default 5e-3 from scratch, 1e-3 else)")
-    train.add_argument("--fine-tune-lr", type=float, default=1e-4)
-    train.add_argument("--warmup-epochs", type=float, default=1.0)
-    train.add_argument("--weight-decay", type=float, default=1e-4)
-    train.add_argument("--label-smoothing", type=float, default=0.1)
-    train.add_argument("--dropout", type=float, default=0.2)
+    train.add_argument("--fine-tune-lr", type=float, default=1e-4, help="peak learning rate of stage 2")
+    train.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up at each stage's start")
+    train.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
+    train.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing")
+    train.add_argument("--dropout", type=float, default=0.2, help="dropout before the new head")
     train.add_argument("--bn-momentum", type=_auto(float), default="auto",
                        help="BatchNorm momentum (default 0.9 from scratch, the architecture's otherwise)")
-    train.add_argument("--patience", type=int, help="early stopping patience in epochs")
-    train.add_argument("--validation-split", type=float, default=0.1)
-    train.add_argument("--test-split", type=float, default=0.2)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--patience", type=int, help="early stopping patience in epochs (default: none)")
+    train.add_argument("--validation-split", type=float, default=0.1, help="fraction of each class held out "
+                       "to pick the best epoch")
+    train.add_argument("--test-split", type=float, default=0.2, help="fraction of each class held out for "
+                       "the final test accuracy")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split and the augmentation")
     train.add_argument("--no-flip", action="store_true", help="no horizontal flips (digits, text)")
     train.add_argument("--min-crop", type=_auto(float), default="auto",
                        help="smallest random crop (area fraction)")
     train.add_argument("--crop-fraction", type=_auto(float), default="auto", help="eval center-crop fraction")
     train.add_argument("--strict", action="store_true", help="fail on the first bad image file")
-    train.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
+    train.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"),
+                       help="Keras mixed-precision policy (default: float32)")
     train.add_argument("--strategy", choices=("mirrored", "multi-worker"),
                        help="tf.distribute strategy (multi-worker reads TF_CONFIG)")
     train.add_argument("--out", required=True, help="the run folder, e.g. runs/NAME (re-run to resume)")
     train.add_argument("--export", help="export the best model for TF Serving here, e.g. saved_models/NAME")
-    train.add_argument("--overwrite", action="store_true", help="replace a finished or different run")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a finished or different run in --out (only a folder keras-mobilenets wrote)")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a trained model")
+    evaluate = command("evaluate", help="accuracy and confusion matrix of a trained model")
     evaluate.add_argument("model", help="a .keras classifier, e.g. runs/NAME/best.keras")
     evaluate.add_argument("--data", help='an image folder or "digits" (default: the run\'s stored split)')
     evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"),
                           help="which stored split of the run to use when --data is not given")
-    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--batch-size", type=int, default=32, help="images per step")
     evaluate.add_argument("--out", help="where evaluation.json and the PNG go (default: next to the model)")
     evaluate.set_defaults(run=_evaluate)
 
-    convert = commands.add_parser("convert", help="TFLite file with a LiteRT parity report")
+    convert = command("convert", help="TFLite file with a LiteRT parity report",
+                      description="TFLite file with a LiteRT parity report. Modes:\n" + "\n".join(
+                          f"  {mode:<9} {text}" for mode, text in CONVERT_MODES.items()))
     convert.add_argument("model", help="a .keras classifier (e.g. runs/NAME/best.keras)")
-    convert.add_argument("--mode", default="float32",
-                         choices=("float32", "float16", "dynamic", "int8", "qat-int8"))
+    convert.add_argument("--mode", default="float32", choices=tuple(CONVERT_MODES),
+                         help="what the file stores (see the modes above)")
     convert.add_argument("--out", required=True, help="the .tflite file to write")
     convert.add_argument("--data", help='image folder or "digits" (default: the run\'s stored splits)')
-    convert.add_argument("--input-type", default="float32", choices=("float32", "int8", "uint8"))
-    convert.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"))
+    convert.add_argument("--input-type", default="float32", choices=("float32", "int8", "uint8"),
+                         help="the file's input type (integer types: int8 and qat-int8 modes)")
+    convert.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"),
+                         help="the file's output type (integer types: int8 and qat-int8 modes)")
     convert.add_argument("--min-agreement", type=float, default=0.98,
                          help="fail (and write nothing) below this top-1 agreement with the Keras model")
     convert.add_argument("--qat-epochs", type=int, default=1, help="QAT epochs after range calibration (qat-int8); 0: calibration only")
-    convert.add_argument("--qat-lr", type=float, default=1e-4)
+    convert.add_argument("--qat-lr", type=float, default=1e-4, help="learning rate of the QAT epochs (qat-int8)")
     convert.add_argument("--per-tensor", action="store_true",
                          help="int8, qat-int8: one weight range per tensor instead of per channel "
                               "(a smaller file; QAT folds BatchNorm first)")
-    convert.add_argument("--overwrite", action="store_true")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     convert.set_defaults(run=_convert)
 
-    quantize = commands.add_parser("quantize", help="QAT fine-tuning of a trained model, then int8 TFLite")
+    quantize = command("quantize", help="QAT fine-tuning of a trained model, then int8 TFLite")
     quantize.add_argument("model", help="a .keras classifier (e.g. runs/NAME/best.keras)")
     quantize.add_argument("--out", required=True, help="the QAT run folder (re-run to resume)")
     quantize.add_argument("--data", help='image folder or "digits" (default: the model\'s run folder)')
-    quantize.add_argument("--epochs", type=int, default=2)
-    quantize.add_argument("--lr", type=float, default=1e-4)
-    quantize.add_argument("--input-type", default="float32", choices=("float32", "int8", "uint8"))
-    quantize.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"))
+    quantize.add_argument("--epochs", type=int, default=2, help="QAT epochs")
+    quantize.add_argument("--lr", type=float, default=1e-4, help="QAT learning rate")
+    quantize.add_argument("--input-type", default="float32", choices=("float32", "int8", "uint8"),
+                          help="the int8 file's input type")
+    quantize.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"),
+                          help="the int8 file's output type")
     quantize.add_argument("--min-agreement", type=float, default=0.98,
                           help="fail (and write no .tflite) below this top-1 agreement with the QAT model")
     quantize.add_argument("--per-tensor", action="store_true",
                           help="one weight range per tensor (BatchNorm folded first): a smaller file")
-    quantize.add_argument("--overwrite", action="store_true")
+    quantize.add_argument("--overwrite", action="store_true",
+                          help="replace another quantize run in --out (only a folder keras-mobilenets wrote)")
     quantize.set_defaults(run=_quantize)
 
-    repro = commands.add_parser("reproduce", help="check the papers' MACs and memory numbers")
+    repro = command("reproduce", help="check the papers' MACs and memory numbers")
     repro.set_defaults(run=_reproduce)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        _quiet_libraries()
     try:
         return args.run(args)
-    except (ValueError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except Exception as error:
+        if args.debug or not isinstance(error, _expected_errors()):
+            raise
+        from keras_mobilenets.nets.weights import WeightsUnavailableError
+
+        message = " ".join(str(error).split())  # one line
+        if isinstance(error, WeightsUnavailableError):
+            message += " To train without pretrained weights use --weights none (weights=None in Python)."
+        print(f"Error: {message}", file=sys.stderr)
         return 2
+
+
+def _expected_errors():
+    """What main() reports as one `Error:` line (exit code 2): bad input our code names; --debug shows
+    the traceback. Anything else is a bug and keeps its traceback."""
+    from keras_mobilenets.app.runs import RunLockedError
+
+    return (ValueError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError, RunLockedError)
+
+
+def _quiet_libraries():
+    """Silence library logging the user did not ask for (the converter's absl and TF Python logging)."""
+    import logging
+
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 if __name__ == "__main__":

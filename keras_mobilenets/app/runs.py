@@ -6,21 +6,23 @@ and at the end best.keras, metrics.json, training_curves.png and confusion_matri
 """
 
 import contextlib
+import fcntl
 import json
 import math
 import os
 import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from keras_mobilenets.data import pipelines as kd
-from keras_mobilenets.train import reports
-from keras_mobilenets.train import recipe as training
 from keras_mobilenets.data.datasets import digits
-from keras_mobilenets.fileio import write_json
+from keras_mobilenets.fileio import read_json, write_atomic, write_json
 from keras_mobilenets.nets.flavors import flavor_of
+from keras_mobilenets.train import recipe as training
+from keras_mobilenets.train import reports
 
 STRATEGIES = (None, "mirrored", "multi-worker")
 AUTO = "auto"
@@ -233,21 +235,127 @@ def build_classifier(config, num_classes, flavor=None):
         flavor=flavor or config.flavor)
 
 
-def _check_resume(out_dir, config, overwrite):
-    """True when out_dir holds a finished run of this config; raise if it holds another run."""
-    path = os.path.join(out_dir, "config.json")
+MARKER = ".keras_mobilenets_run.json"
+LOCK = ".keras_mobilenets_run.lock"
+FORMAT = 1
+# config.json's keys in runs written before the marker existed: such a folder is recognised as ours
+LEGACY_CONFIG_KEYS = frozenset({
+    "data", "arch", "alpha", "minimalistic", "image_size", "weights", "batch_size", "validation_split",
+    "test_split", "seed", "flip", "crop_scale", "crop_fraction", "strict", "cache", "dropout", "bn_momentum",
+    "mixed_precision", "strategy", "recipe"})
+LEGACY_QUANTIZE_KEYS = frozenset({"model", "data", "epochs", "learning_rate", "per_channel"})
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training in this run folder."""
+
+
+def _ignored(name):
+    """Entries that do not make a folder someone's: our lock, other workers of a multi-worker run."""
+    return name == LOCK or name.startswith(".worker-")
+
+
+def _is_ours(out_dir, kind):
+    """Whether out_dir holds a run this package wrote (its marker, or a config of the pre-marker format);
+    None when it is missing or empty. Raises when the marker says another kind or a newer format."""
+    if not os.path.isdir(out_dir) or all(_ignored(n) for n in os.listdir(out_dir)):
+        return None
+    marker = os.path.join(out_dir, MARKER)
+    if os.path.exists(marker):
+        payload = read_json(marker, what="run-folder marker")
+        if payload.get("package") != "keras_mobilenets" or payload.get("kind") != kind:
+            return False
+        if not isinstance(payload.get("format"), int) or payload["format"] > FORMAT:
+            raise ValueError(f"{marker} says format {payload.get('format')!r}: this folder was written by a "
+                             f"newer keras-mobilenets (this one reads format {FORMAT}); upgrade it")
+        return True
+    legacy, keys = (("config.json", LEGACY_CONFIG_KEYS) if kind == "train"
+                    else ("quantize.json", LEGACY_QUANTIZE_KEYS))
+    path = os.path.join(out_dir, legacy)
     if not os.path.exists(path):
-        others = [e for e in os.listdir(out_dir) if not e.startswith(".worker-")] \
-            if os.path.isdir(out_dir) else []  # other workers of a multi-worker run may be first
-        if others and not overwrite:
-            raise FileExistsError(f"out={out_dir!r} exists and is not a keras-mobilenets run folder; "
-                                  "choose another folder or pass overwrite=True (--overwrite)")
         return False
-    if overwrite:
-        shutil.rmtree(out_dir)
+    try:
+        return set(read_json(path, what=legacy)) == keys
+    except ValueError:
         return False
-    with open(path) as handle:
-        stored = json.load(handle)
+
+
+def _check_ours(out_dir, kind):
+    """Refuse (even with overwrite) a folder with content this package did not write."""
+    if _is_ours(out_dir, kind) is False:
+        raise FileExistsError(
+            f"out={out_dir!r} exists and is not a keras-mobilenets run folder (no {MARKER} of a {kind} run): "
+            "--overwrite (overwrite=True) only ever replaces a folder keras-mobilenets wrote; choose "
+            "another folder, or empty this one yourself")
+
+
+def _write_marker(out_dir, kind):
+    from keras_mobilenets.version import __version__
+
+    write_json(os.path.join(out_dir, MARKER), {"package": "keras_mobilenets", "kind": kind,
+                                               "format": FORMAT, "version": __version__})
+
+
+def _clear_run(out_dir):
+    """Delete what a run of ours left in out_dir, except the lock this process holds."""
+    for name in os.listdir(out_dir):
+        if name != LOCK:
+            path = os.path.join(out_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+
+
+@contextlib.contextmanager
+def run_lock(out_dir):
+    """Hold out_dir's lock file (with this process' pid) while a process trains in it.
+
+    The lock is an flock on the file, which the kernel drops when its process dies: a lock file left by
+    a killed process is taken over. A second process gets a RunLockedError naming the folder and the pid.
+    """
+    created = not os.path.isdir(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, LOCK)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            try:
+                holder = json.loads(holder)
+                who = f"pid {holder['pid']} on {holder['host']}"
+            except (ValueError, KeyError, TypeError):
+                who = "a process that is starting (pid not written yet)"
+            raise RunLockedError(f"out={out_dir!r} is in use: {who} is training in it ({path}); wait for "
+                                 "it to finish or stop it, or choose another folder") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # (else the holder before us deleted the file after we opened it: lock the new one)
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        yield
+    finally:
+        os.remove(path)
+        os.close(fd)
+        if created and not os.listdir(out_dir):
+            os.rmdir(out_dir)
+
+
+def _check_resume(out_dir, config, overwrite):
+    """True when out_dir holds a finished run of this config; raise if it holds another run.
+
+    Deletes nothing: with `overwrite` the caller clears the folder once every input is checked.
+    """
+    _check_ours(out_dir, "train")
+    path = os.path.join(out_dir, "config.json")
+    if overwrite or not os.path.exists(path):
+        return False
+    stored = read_json(path, what="run configuration")
     current = json.loads(json.dumps(config.to_json()))
     differing = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     if differing:
@@ -255,7 +363,6 @@ def _check_resume(out_dir, config, overwrite):
         raise ValueError(f"out={out_dir!r} holds a run with other settings ({details}); resume it with "
                          "the same settings, choose another folder, or pass overwrite=True (--overwrite)")
     return os.path.exists(os.path.join(out_dir, "metrics.json"))
-
 
 
 def _save_model(model, path):
@@ -285,23 +392,33 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
     """Train (or resume, or report a finished) run in `out_dir` and return a `RunResult`.
 
     With `verbose`, prints the "auto" choices and the data report (skipped files) before the first epoch.
-    """
-    import keras
 
+    `overwrite=True` replaces only a run this package wrote (its marker file), after the data is read.
+    While a process trains, `out_dir` is locked: a second one gets a RunLockedError.
+    """
     out_dir = os.fspath(out_dir)
     if not isinstance(config, RunConfig):
         raise ValueError(f"config={config!r} is not allowed: config must be a RunConfig")
     config, chosen = resolve(config)
     strategy = strategy if strategy is not None else make_strategy(config.strategy)
     chief = strategy is None or is_chief(strategy)
+    if not chief:  # the chief holds the lock; the other workers write under .worker-N
+        return _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose, chief)
+    _check_ours(out_dir, "train")
+    with run_lock(out_dir):
+        return _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose, chief)
+
+
+def _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose, chief):
+    import keras
+
     resumed = False
     if chief:
         if _check_resume(out_dir, config, overwrite):
-            with open(os.path.join(out_dir, "metrics.json")) as handle:
-                metrics = json.load(handle)
+            metrics = read_json(os.path.join(out_dir, "metrics.json"), what="run's metrics")
             model = keras.saving.load_model(os.path.join(out_dir, "best.keras"))
             return RunResult(out_dir, model, metrics, resumed=True, finished_before=True)
-        resumed = os.path.exists(os.path.join(out_dir, "config.json"))
+        resumed = not overwrite and os.path.exists(os.path.join(out_dir, "config.json"))
     work_dir = out_dir if chief else os.path.join(out_dir, f".worker-{strategy.cluster_resolver.task_id}")
     os.makedirs(work_dir, exist_ok=True)
     data = load_data(config)
@@ -309,10 +426,12 @@ def train_run(out_dir, config=RunConfig(), overwrite=False, export_dir=None, str
         line = choices_line(chosen)
         print("\n".join(([line] if line else []) + [data.report()]), flush=True)
     if chief:
+        if overwrite:  # every input is checked by now
+            _clear_run(out_dir)
+        _write_marker(out_dir, "train")
         write_json(os.path.join(out_dir, "config.json"), config.to_json())
         write_json(os.path.join(out_dir, "split.json"), data.files)
-        with open(os.path.join(out_dir, "labels.txt"), "w") as handle:
-            handle.write("\n".join(data.class_names) + "\n")
+        write_atomic(os.path.join(out_dir, "labels.txt"), "\n".join(data.class_names) + "\n")
 
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
@@ -372,13 +491,11 @@ def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_d
     labels_path = os.path.join(run_dir, "labels.txt")
     crop_fraction = 0.875
     if os.path.exists(os.path.join(run_dir, "config.json")):
-        with open(os.path.join(run_dir, "config.json")) as handle:
-            crop_fraction = json.load(handle)["crop_fraction"]
+        crop_fraction = _read_config(os.path.join(run_dir, "config.json")).crop_fraction
     if data_dir is None:
         if not os.path.exists(split_path):
             raise ValueError(f"no data given and no split.json next to {model_path!r}: pass --data DIR")
-        with open(split_path) as handle:
-            splits = json.load(handle)
+        splits = read_json(split_path, what="run's split")
         with open(labels_path) as handle:
             class_names = tuple(handle.read().split("\n")[:-1])
         if split not in splits or not splits[split]:
@@ -418,23 +535,19 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
     """
     import keras
 
-    from keras_mobilenets import optimize as quantization
-    from keras_mobilenets.deploy import tflite
-
     out_dir = os.fspath(out_dir)
     settings = {"model": os.path.abspath(model_path), "data": data_dir, "epochs": epochs,
                 "learning_rate": learning_rate, "per_channel": per_channel}
     marker = os.path.join(out_dir, "quantize.json")
-    if os.path.exists(marker):
-        with open(marker) as handle:
-            same = json.load(handle) == settings
-    else:
-        same = not (os.path.isdir(out_dir) and os.listdir(out_dir))
-    if not same:
-        if not overwrite:
-            raise FileExistsError(f"out={out_dir!r} holds something else than this quantize run; choose "
-                                  "another folder or pass overwrite=True (--overwrite)")
-        shutil.rmtree(out_dir)
+    _check_ours(out_dir, "quantize")  # --overwrite never empties a folder we did not write
+    same = read_json(marker, what="quantize settings") == settings if os.path.exists(marker) else \
+        not (os.path.isdir(out_dir) and any(not _ignored(n) for n in os.listdir(out_dir)))
+    if not same and not overwrite:
+        raise FileExistsError(f"out={out_dir!r} holds another quantize run; choose another folder or pass "
+                              "overwrite=True (--overwrite)")
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"model={model_path!r} does not exist or is not a file: pass a .keras "
+                                "classifier, e.g. runs/NAME/best.keras")
     model = keras.saving.load_model(model_path)
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     run_dir = os.path.dirname(os.path.abspath(model_path))
@@ -443,13 +556,33 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
         if not os.path.exists(config_path):
             raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass "
                              "data_dir (--data DIR or digits)")
-        with open(config_path) as handle:
-            data = load_data(RunConfig.from_json(json.load(handle)))
+        data = load_data(_read_config(config_path))
     else:
         data = kd.from_folder(digits() if data_dir == "digits" else data_dir, size, validation_split=0.1,
                               test_split=0.2, augmentation=None)
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(marker, settings)
+    with run_lock(out_dir):
+        if not same:  # every input is checked by now
+            _clear_run(out_dir)
+        _write_marker(out_dir, "quantize")
+        write_json(marker, settings)
+        return _quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type,
+                         min_top1_agreement, verbose, per_channel)
+
+
+def _read_config(path):
+    """The RunConfig stored in a run's config.json; a truncated or edited file names itself."""
+    try:
+        return RunConfig.from_json(read_json(path, what="run configuration"))
+    except (TypeError, KeyError) as error:
+        raise ValueError(f"{path} does not hold a keras-mobilenets run configuration ({error}); restore it "
+                         "or start the run again with --overwrite (overwrite=True)") from None
+
+
+def _quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type, min_top1_agreement,
+              verbose, per_channel):
+    from keras_mobilenets import optimize as quantization
+    from keras_mobilenets.deploy import tflite
+
     result = quantization.fine_tune_qat(model, data, out_dir, epochs=epochs, learning_rate=learning_rate,
                                         verbose=verbose, per_channel=per_channel)
     split = "test" if data.test is not None else "validation"

@@ -12,12 +12,15 @@ import csv
 import json
 import math
 import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass, field, replace
 
+import keras
 import numpy as np
 
-from keras_mobilenets.fileio import write_json
+from keras_mobilenets.fileio import read_json, write_json
 from keras_mobilenets.nets.flavors import flavor_of, get_flavor, unwrapped
 from keras_mobilenets.nets.models import create_model
 from keras_mobilenets.nets.preprocessing import includes_preprocessing
@@ -282,24 +285,99 @@ def _one_hot(dataset, num_classes, distributed):
 
 
 def read_history(path):
-    """Rows of a CSVLogger file, one per epoch (a row repeated by a resume keeps its last copy)."""
+    """Rows of a CSVLogger file, one per epoch (a row repeated by a resume keeps its last copy).
+
+    A row cut short (a kill while CSVLogger wrote it) or edited raises a ValueError naming the file
+    and the line, instead of a TypeError deep in a re-run.
+    """
     if not os.path.exists(path):
         return []
     with open(path, newline="") as handle:
         rows = {}
-        for row in csv.DictReader(handle):  # CSVLogger writes NA for a metric an epoch did not have
-            rows[int(row["epoch"])] = {k: (int(v) if k == "epoch" else float(v))
-                                       for k, v in row.items() if v not in ("NA", "")}
+        reader = csv.DictReader(handle)
+        for row in reader:  # CSVLogger writes NA for a metric an epoch did not have
+            try:
+                if None in row or None in row.values() or "epoch" not in row:
+                    raise ValueError("wrong number of fields")
+                rows[int(row["epoch"])] = {k: (int(v) if k == "epoch" else float(v))
+                                           for k, v in row.items() if v not in ("NA", "")}
+            except ValueError as error:
+                raise ValueError(f"{path} line {reader.line_num} is cut short or edited ({error}): delete "
+                                 "that line (the run resumes without it), or start the run again with "
+                                 "--overwrite (overwrite=True)") from None
     return [rows[k] for k in sorted(rows)]
 
 
 def _state(out_dir):
     path = os.path.join(out_dir, "state.json")
-    if os.path.exists(path):
-        with open(path) as handle:
-            return json.load(handle)
-    return {}
+    if not os.path.exists(path):
+        return {}
+    state = read_json(path, what="training state")
+    wrong = {k: v for k, v in state.items() if v != "done"}
+    if wrong:
+        raise ValueError(f"{path} holds {wrong} where only {{stage: \"done\"}} entries belong; the training "
+                         "state was edited: delete the file (finished stages run again) or start again with "
+                         "--overwrite (overwrite=True)")
+    return state
 
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose backups survive a kill at any instant.
+
+    Each backup (weights + epoch) is written into a hidden folder that is renamed into place when
+    complete, and the previous one is kept until then. On resume the newest backup that reads is used,
+    so a truncated file costs one epoch, not the run. (Keras' `double_checkpoint=True` copies the old
+    files first but still writes the new ones in place, and does not fall back on a cut-short
+    training_metadata.json or a missing latest file.)
+    """
+
+    KEEP = 2
+
+    def _backups(self):
+        """Complete backup folders, newest first."""
+        if not os.path.isdir(self.backup_dir):
+            return []
+        names = [n for n in os.listdir(self.backup_dir) if n.startswith("epoch-")]
+        return [os.path.join(self.backup_dir, n) for n in sorted(names, reverse=True)]
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        final = os.path.join(self.backup_dir, f"epoch-{self._current_epoch:06d}-{self._last_batch_seen:09d}")
+        tmp = tempfile.mkdtemp(dir=self.backup_dir, prefix=".tmp-")
+        self.model.save_weights(os.path.join(tmp, "latest.weights.h5"))
+        write_json(os.path.join(tmp, "training_metadata.json"),
+                   {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in self._backups()[self.KEEP:]:
+            shutil.rmtree(old, ignore_errors=True)
+        for name in os.listdir(self.backup_dir):
+            if name.startswith(".tmp-") and os.path.join(self.backup_dir, name) != tmp:
+                shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)  # a kill's leftovers
+
+    def on_train_begin(self, logs=None):
+        backups = self._backups()
+        if not backups:  # nothing yet, or a backup in Keras' own layout (runs from before this callback)
+            super().on_train_begin(logs)
+            return
+        failures = []
+        for folder in backups:
+            self._weights_path = os.path.join(folder, "latest.weights.h5")
+            self._training_metadata_path = os.path.join(folder, "training_metadata.json")
+            try:
+                if not os.path.exists(self._training_metadata_path):
+                    raise OSError("no training_metadata.json")
+                self._load_model()
+            except Exception as error:  # any unreadable backup: try the one before it
+                failures.append(f"{folder} ({type(error).__name__}: {str(error)[:200]})")
+                continue
+            if failures:
+                warnings.warn(f"backup {failures[0]} does not read; resumed from {folder} instead",
+                              stacklevel=2)
+            return
+        raise ValueError(f"no backup in {self.backup_dir} reads: {'; '.join(failures)}. Delete that folder "
+                         "to restart this stage, or start the run again with --overwrite (overwrite=True)")
 
 
 def weights_file(model, out_dir, stem):
@@ -315,6 +393,17 @@ def weights_file(model, out_dir, stem):
 def weights_exist(path):
     """Whether a file weights_file named was written (a TF checkpoint is `<path>.index` + data)."""
     return os.path.exists(path) or os.path.exists(path + ".index")
+
+
+def _save_weights_atomic(model, path):
+    """save_weights to a temporary name, then rename: a kill leaves the old file or the new one."""
+    if path.endswith(".ckpt"):  # a TF checkpoint: written atomically by TF itself
+        model.save_weights(path)
+        return
+    ext = ".weights.h5" if path.endswith(".weights.h5") else ".h5"
+    tmp = f"{path[:-len(ext)]}.tmp{ext}"
+    model.save_weights(tmp)
+    os.replace(tmp, path)
 
 
 def _multi_worker(strategy):
@@ -340,11 +429,14 @@ def _restore(model, path):
 
 def _callbacks(model, out_dir, stage, monitor, best, recipe, verbose):
     keras = flavor_of(model).keras
-    callbacks = [keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup", stage))]
+    # tf_keras' own BackupAndRestore (the multi-worker path) writes TF checkpoints, which are atomic
+    backup = AtomicBackupAndRestore if flavor_of(model).name == "keras" else keras.callbacks.BackupAndRestore
+    # the backup is deleted by fit once state.json marks the stage done, not at the end of model.fit
+    callbacks = [backup(os.path.join(out_dir, "backup", stage), delete_checkpoint=False)]
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
     callbacks.append(keras.callbacks.ModelCheckpoint(
         weights_file(model, out_dir, "best"), monitor=monitor, mode="max", save_best_only=True,
-        save_weights_only=True, initial_value_threshold=best, verbose=verbose))
+        save_weights_only=True, initial_value_threshold=best, verbose=0))  # fit's own lines say enough
     if recipe.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
                                                        patience=recipe.early_stopping_patience))
@@ -457,10 +549,12 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
         if recipe.recalibrate_batchnorm and strategy is None and flavor_of(model).name == "keras":
             ours.insert(0, _recalibration(flavor_of(model).keras, train, recipe.recalibrate_batchnorm))
         model.fit(train, validation_data=validation, epochs=last, initial_epoch=first,
-                  callbacks=ours + list(callbacks), verbose=verbose)
-        model.save_weights(done_weights)
+                  callbacks=ours + list(callbacks), verbose=verbose,
+                  shuffle=False)  # (the pipelines shuffle; True only makes Keras warn)
+        _save_weights_atomic(model, done_weights)
         state[stage] = "done"
         write_json(os.path.join(out_dir, "state.json"), state)
+        shutil.rmtree(os.path.join(out_dir, "backup", stage), ignore_errors=True)
 
     rows = read_history(history_path)
     best_path = weights_file(model, out_dir, "best")

@@ -1,0 +1,110 @@
+"""The command line as a person meets it (issue 19 items 7-9, issue 13 item 11's --top-k): defaults in
+every --help, one `Error:` line with exit code 2 for expected errors (a traceback only with --debug),
+and no start-up or callback noise the user did not ask for."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_mobilenets.app import cli
+from keras_mobilenets.train import recipe as training
+
+TINY = ["--arch", "v2", "--alpha", "0.35", "--image-size", "32", "--no-flip", "--min-crop", "0.6",
+        "--crop-fraction", "1.0", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, digit_arrays):
+    images, labels = digit_arrays
+    root = tmp_path_factory.mktemp("tiny")
+    for label in range(3):
+        (root / str(label)).mkdir()
+        for index in np.flatnonzero(labels == label)[:12]:
+            Image.fromarray(images[index]).resize((32, 32)).save(root / str(label) / f"{index}.png")
+    return str(root)
+
+
+def _subcommands():
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return action.choices
+
+
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_help_shows_every_default_and_every_option_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for action in _subcommands()[name]._actions:
+        assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+        if action.default not in (None, False, "==SUPPRESS==") and "default" not in action.help:
+            assert f"(default: {action.default})" in text, f"{name} {action.option_strings}"
+    if name == "convert":
+        for mode, meaning in cli.CONVERT_MODES.items():
+            assert f"{mode} {meaning}" in text
+        assert "(default: float32)" in text
+
+
+def _error(argv, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_expected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, tiny_dir, capsys,
+                                                                    monkeypatch):
+    err = _error(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")], capsys)
+    assert "nope" in err and "does not exist" in err
+    err = _error(["train", "--data", tiny_dir, *TINY, "--epochs", "0", "--out", str(tmp_path / "r")], capsys)
+    assert "epochs=0" in err
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own check of a flag value
+        cli.main(["train", "--epochs", "x", "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: argument --epochs: invalid int value: 'x'") and err.count("\n") == 1
+    err = _error(["evaluate", str(tmp_path / "missing.keras")], capsys)
+    assert "missing.keras" in err
+
+    monkeypatch.setenv("KERAS_MOBILENETS_OFFLINE", "1")  # ImageNet weights offline, an empty Keras cache
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    err = _error(["train", "--data", tiny_dir, *TINY, "--weights", "imagenet", "--out", str(tmp_path / "w")],
+                 capsys)
+    assert "KERAS_MOBILENETS_OFFLINE" in err and "--weights none" in err and "weights=None" in err
+
+    for argv in (["--debug", "train"], ["train", "--debug"]):
+        with pytest.raises(ValueError, match="does not exist"):
+            cli.main([*argv, "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])
+
+
+def test_predict_top_k_outside_the_classes_is_refused(tmp_path, tiny_dir, capsys):
+    model = training.create_classifier("v2", 3, alpha=0.35, image_size=32)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    image = os.path.join(tiny_dir, "0", sorted(os.listdir(os.path.join(tiny_dir, "0")))[0])
+    for k in ("-1", "0", "4"):
+        err = _error(["predict", "--model", path, "--top-k", k, image], capsys)
+        assert f"--top-k {k} is not allowed" in err
+    assert "--top-k 4 is not allowed: the model has 3 classes (allowed: 1..3)" in err
+    assert cli.main(["predict", "--model", path, "--top-k", "3", image]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()[-1].split(", ")) == 3
+
+
+def test_train_prints_progress_and_no_noise(tmp_path, tiny_dir):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CONFIG")}
+    env["PYTHONPATH"] = os.getcwd()
+    out = subprocess.run([sys.executable, "-m", "keras_mobilenets.app.cli", "train", "--data", tiny_dir, *TINY,
+                          "--epochs", "2", "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                         env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    for noise in ("cudart_stub", "cuInit", "cpu_feature_guard", "absl::InitializeLog", "will be ignored",
+                  "best.weights.h5", "saving model to"):
+        assert noise not in text, noise
+    assert "Epoch 1/2" in text and "Epoch 2/2" in text and "/step" in text and "━" in text
+    assert "test accuracy:" in out.stdout

@@ -1,0 +1,203 @@
+"""Run folders survive kills, flags and edits (issue 13 items 1, 2, 4, 9): kill-safe backups with a
+fallback, --overwrite only replaces what keras-mobilenets wrote, one trainer per folder, and every
+run-folder file checked when it is read back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_mobilenets.app import cli
+from keras_mobilenets.train import recipe as training
+from keras_mobilenets import data as kd
+from keras_mobilenets.app.runs import (LEGACY_CONFIG_KEYS, LOCK, MARKER, RunConfig, RunLockedError, _write_marker,
+                                   quantize_run, run_lock, train_run)
+
+TINY = ["--arch", "v2", "--alpha", "0.35", "--image-size", "32", "--no-flip", "--min-crop", "0.6",
+        "--crop-fraction", "1.0", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, digit_arrays):
+    """Three classes of twelve real digit scans, saved as 32x32 PNG files the way a user brings them."""
+    images, labels = digit_arrays
+    root = tmp_path_factory.mktemp("tiny")
+    for label in range(3):
+        (root / str(label)).mkdir()
+        for index in np.flatnonzero(labels == label)[:12]:
+            Image.fromarray(images[index]).resize((32, 32)).save(root / str(label) / f"{index}.png")
+    return str(root)
+
+
+def _config(data, **recipe):
+    return RunConfig(data=data, arch="v2", alpha=0.35, image_size=32, batch_size=16, flip=False,
+                     crop_scale=(0.6, 1.0), crop_fraction=1.0,
+                     recipe=training.Recipe(freeze_backbone=False, tensorboard=False, **recipe))
+
+
+def _our_run(folder, config):
+    """A run folder as train_run leaves it before its first epoch: marker and config.json."""
+    os.makedirs(folder)
+    _write_marker(str(folder), "train")
+    (folder / "config.json").write_text(json.dumps(config.to_json()))
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfter(training.keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Killed()
+
+
+def test_truncated_newest_backup_resumes_from_the_one_before(tmp_path, tiny_dir):
+    data = kd.from_folder(tiny_dir, 32, batch_size=16, validation_split=0.1, test_split=0.0,
+                          augmentation=None)
+    recipe = training.Recipe(epochs=3, freeze_backbone=False, tensorboard=False)
+    out = str(tmp_path / "fit")
+
+    def model():
+        return training.create_classifier("v2", 3, alpha=0.35, image_size=32)
+
+    with pytest.raises(_Killed):  # stopped after the second epoch's backup was written
+        training.fit(model(), data, out, recipe, verbose=0, callbacks=[_KillAfter(1)])
+    backups = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(out, "backup")) for f in files
+               if f.endswith(".weights.h5")]
+    newest = max(backups, key=os.path.getmtime)
+    with open(newest, "r+b") as handle:  # what a SIGKILL in the middle of the write leaves
+        handle.truncate(os.path.getsize(newest) // 3)
+
+    with pytest.warns(UserWarning, match="does not read; resumed from"):
+        result = training.fit(model(), data, out, recipe, verbose=0)
+    with open(os.path.join(out, "history.csv")) as handle:
+        epochs = [int(line.split(",")[0]) for line in handle.read().splitlines()[1:]]
+    assert epochs == [0, 1, 1, 2]  # epoch 2's backup was cut: resumed after epoch 1, not from epoch 0
+    assert result.epochs_run == 3 and not os.path.exists(os.path.join(out, "backup", "stage1"))
+
+
+def test_overwrite_never_empties_a_folder_we_did_not_write(tmp_path, tiny_dir, capsys):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "config.json").write_text('{"project": "my thesis"}')
+    (thesis / "thesis.tex").write_text("\\documentclass{article}")
+    with pytest.raises(FileExistsError, match=r"overwrite=True"):
+        train_run(str(thesis), _config(tiny_dir), overwrite=True)
+    assert cli.main(["train", "--data", tiny_dir, *TINY, "--out", str(thesis), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and "--overwrite" in err and err.count("\n") == 1
+    with pytest.raises(FileExistsError, match="not a keras-mobilenets run folder .*quantize run"):
+        quantize_run(str(tmp_path / "missing.keras"), str(thesis), overwrite=True)
+    assert sorted(os.listdir(thesis)) == ["config.json", "thesis.tex"]
+    assert (thesis / "thesis.tex").read_text() == "\\documentclass{article}"
+
+
+def test_overwrite_checks_every_input_before_deleting(tmp_path, tiny_dir):
+    run = tmp_path / "run"
+    _our_run(run, _config(tiny_dir, epochs=2))
+    (run / "history.csv").write_text("epoch,accuracy\n0,0.5\n")
+    with pytest.raises(kd.DataError, match="does not exist"):  # the data folder is gone: nothing deleted
+        train_run(str(run), _config(str(tmp_path / "gone")), overwrite=True)
+    assert (run / "history.csv").read_text() == "epoch,accuracy\n0,0.5\n"
+
+    qat = tmp_path / "qat"
+    qat.mkdir()
+    (qat / "quantize.json").write_text(json.dumps(dict.fromkeys(
+        ["model", "data", "epochs", "learning_rate", "per_channel"], 1)))  # a quantize run from before
+    (qat / "history.csv").write_text("epoch,accuracy\n0,0.5\n")
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        quantize_run(str(tmp_path / "missing.keras"), str(qat), overwrite=True)
+    assert sorted(os.listdir(qat)) == ["history.csv", "quantize.json"]
+
+
+def test_a_run_from_before_the_marker_is_still_ours(tmp_path, tiny_dir):
+    run = tmp_path / "old"
+    run.mkdir()
+    payload = {k: v for k, v in _config(tiny_dir).to_json().items() if k in LEGACY_CONFIG_KEYS}
+    (run / "config.json").write_text(json.dumps(payload))
+    # recognised by its exact keys: refused for its settings, not as a stranger's folder
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        train_run(str(run), _config(tiny_dir, epochs=5))
+    (run / "config.json").write_text(json.dumps({**payload, "extra": 1}))
+    with pytest.raises(FileExistsError, match="not a keras-mobilenets run folder"):
+        train_run(str(run), _config(tiny_dir), overwrite=True)
+
+
+HOLDER = """
+import sys, time
+from keras_mobilenets.app.runs import run_lock
+with run_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_a_second_trainer_is_refused_and_a_dead_ones_lock_taken_over(tmp_path, tiny_dir, capsys):
+    out = str(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, out], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert cli.main(["train", "--data", tiny_dir, *TINY, "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and out in err and f"pid {holder.pid}" in err
+        with pytest.raises(RunLockedError):
+            with run_lock(out):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert os.path.exists(os.path.join(out, LOCK))  # a kill leaves the file: the next trainer takes it over
+    with run_lock(out):
+        with open(os.path.join(out, LOCK)) as handle:
+            assert json.load(handle)["pid"] == os.getpid()
+    assert not os.path.exists(os.path.join(out, LOCK))
+
+
+def test_truncated_config_json_names_the_file(tmp_path, tiny_dir, capsys):
+    run = tmp_path / "run"
+    _our_run(run, _config(tiny_dir))
+    (run / "config.json").write_text((run / "config.json").read_text()[:40])
+    with pytest.raises(ValueError, match=r"config\.json is not valid JSON.*--overwrite"):
+        train_run(str(run), _config(tiny_dir))
+    assert cli.main(["train", "--data", tiny_dir, *TINY, "--out", str(run)]) == 2
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_truncated_metrics_json_names_the_file(tmp_path, tiny_dir):
+    run = tmp_path / "run"
+    _our_run(run, _config(tiny_dir))
+    (run / "metrics.json").write_text('{"epochs": 3, "best": 0.')
+    with pytest.raises(ValueError, match=r"metrics\.json is not valid JSON"):
+        train_run(str(run), _config(tiny_dir))
+
+
+def test_truncated_state_json_names_the_file(tmp_path):
+    (tmp_path / "state.json").write_text('{"stage1": "do')
+    with pytest.raises(ValueError, match=r"state\.json is not valid JSON"):
+        training._state(str(tmp_path))
+    (tmp_path / "state.json").write_text('{"stage1": 3}')
+    with pytest.raises(ValueError, match=r"state\.json holds"):
+        training._state(str(tmp_path))
+
+
+def test_cut_short_history_row_names_the_file_and_line(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,accuracy,loss\n0,0.5,1.2\n1,0.6")
+    with pytest.raises(ValueError, match=r"history\.csv line 3 is cut short"):
+        training.read_history(str(path))
+    path.write_text("epoch,accuracy,loss\n0,0.5,1.2\n1,0.6,1.")
+    assert [r["loss"] for r in training.read_history(str(path))] == [1.2, 1.0]  # a short number still reads
+    path.write_text("epoch,accuracy,loss\n0,0.5,1.2\n1,0.6,x")
+    with pytest.raises(ValueError, match=r"history\.csv line 3"):
+        training.read_history(str(path))
