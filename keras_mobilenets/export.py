@@ -402,7 +402,7 @@ def verify(path, sample):
                                  f"{np.abs(got - expected).max():.3g} on the sample batch")
 
 
-_VERIFY = ("import sys; sys.path[:0] = sys.argv[1].split('\\0'); "
+_VERIFY = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
            "from keras_mobilenets.export import _main; sys.exit(_main(sys.argv[2:]))")
 
 
@@ -424,7 +424,9 @@ def _child_sys_path():
 def _verify_in_fresh_process(path, sample):
     """Run `verify` in a new interpreter, isolated (-I: no working directory, PYTHONPATH or user site
     on its path) with this process' package and dependencies put on its path explicitly."""
-    result = subprocess.run([sys.executable, "-I", "-c", _VERIFY, "\0".join(_child_sys_path()), path, sample],
+    import json
+
+    result = subprocess.run([sys.executable, "-I", "-c", _VERIFY, json.dumps(_child_sys_path()), path, sample],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"the export at {path} failed its check in a fresh process:\n"
