@@ -114,7 +114,7 @@ def test_header_rule_agrees_in_tf_and_python(corpus):
         if name in expected_ok:
             assert python is None and graph is None, (name, python, graph)
         elif name.endswith("-cut") and name.startswith("gif"):
-            assert python is None  # a GIF's screen size is in its first 10 bytes; the decoder refuses the rest
+            assert python is None  # a GIF's size is in its first 10 bytes; the decoder refuses the rest
         else:
             assert python is not None and graph is not None, name
             if not name.startswith("jpeg"):  # a malformed JPEG's message comes from libjpeg in the graph
