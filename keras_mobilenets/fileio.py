@@ -1,4 +1,4 @@
-"""Atomic writes and checked reads for every JSON and text file the package writes.
+"""Atomic writes, checked reads and label names for every JSON and text file the package writes.
 
 A file is written next to its final path and renamed into place, so a kill at any instant leaves
 either the old file or the new one, never half of one. New files get the user's umask.
@@ -47,3 +47,16 @@ def read_json(path, expected=dict, what="file"):
         raise ValueError(f"{path} holds a {type(payload).__name__} where a {expected.__name__} was "
                          f"expected; the {what} was edited: restore it or start again with --overwrite")
     return payload
+
+
+def check_label(label, what="label"):
+    """Refuse a class name that cannot round-trip through labels.txt (one name per line) unchanged."""
+    label = str(label)
+    if not label.strip():
+        problem = "is empty" if not label else "is only whitespace"
+    elif any(c in label for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        problem = "holds a line break"
+    else:
+        return label
+    raise ValueError(f"{what} {label!r} {problem}: labels.txt stores one label per line, so it would "
+                     "shift or drop labels; rename it") from None

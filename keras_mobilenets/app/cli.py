@@ -78,13 +78,13 @@ def _reproduce(args):
 def _export(args):
     import keras
 
-    from keras_mobilenets.deploy.serving import export_saved_model, rest_request_body
+    from keras_mobilenets.deploy.serving import export_saved_model, rest_request_body, saved_model_cli_command
 
     model = keras.saving.load_model(args.model)
     result = export_saved_model(model, args.out, version=args.version, labels=args.labels,
                                 overwrite=args.overwrite)
     print(f"exported version {result.version} to {result.path}")
-    show = subprocess.run(["saved_model_cli", "show", "--dir", result.path, "--all"],
+    show = subprocess.run([*saved_model_cli_command(), "show", "--dir", result.path, "--all"],
                           capture_output=True, text=True)
     print(show.stdout if show.returncode == 0 else f"(saved_model_cli failed: {show.stderr[-500:]})")
     import numpy as np

@@ -6,15 +6,20 @@ one contract and the pipeline cannot normalize wrongly. Bad files are found by a
 training (skipped with a report, or an error in strict mode), never in the middle of an epoch.
 """
 
+import hashlib
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
+from keras_mobilenets.fileio import check_label
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 MAX_HELD_OUT = 0.9  # validation_split + test_split: training keeps at least a tenth of the images
+MAX_FILE_BYTES = 64 * 1024 * 1024  # the most bytes read from one data file; a larger one is skipped
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -70,6 +75,7 @@ class ImageData:
     batch_size: int
     files: dict = field(default_factory=dict)
     skipped: tuple = ()
+    duplicates: tuple = ()  # groups of files with identical bytes; each group sits in a single split
 
     @property
     def num_classes(self):
@@ -80,6 +86,11 @@ class ImageData:
         lines = [f"{len(self.class_names)} classes; " +
                  ", ".join(f"{split}: {n} images" for split, n in self.counts.items())]
         lines += [f"skipped {bad.path}: {bad.reason}" for bad in self.skipped]
+        if self.duplicates:
+            extra = sum(len(group) - 1 for group in self.duplicates)
+            lines.append(f"{extra} duplicate image(s) (identical bytes under another name) in "
+                         f"{len(self.duplicates)} group(s), each group kept in one split:")
+            lines += ["  " + " = ".join(group) for group in self.duplicates]
         return "\n".join(lines)
 
 
@@ -95,6 +106,11 @@ def scan_folder(directory):
     if not class_names:
         raise DataError(f"{directory!r} has no class subfolders: expected {directory}/<class>/<image> "
                         f"with images ending in {IMAGE_EXTENSIONS}")
+    for name in class_names:
+        try:
+            check_label(name, what="class folder name")
+        except ValueError as error:
+            raise DataError(f"{os.path.join(directory, name)!r}: {error}") from None
     files, labels = [], []
     for label, name in enumerate(class_names):
         folder = os.path.join(directory, name)
@@ -111,43 +127,96 @@ def scan_folder(directory):
     return files, np.asarray(labels, np.int64), tuple(class_names)
 
 
-def _check_file(path):
+_FILE_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def _read_regular(path, max_bytes):
+    """The bytes of `path` if it is a regular file of at most `max_bytes`, else the reason it is not.
+
+    Opened non-blocking and checked again on the open descriptor, so a pipe or device never blocks
+    or streams forever, even one swapped in after the first check.
+    """
+    def irregular(mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+        return f"not a regular file ({kind}); only regular files are read"
+
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            return irregular(mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
-        return BadFile(path, f"unreadable: {error.strerror or error}")
+        return f"unreadable: {error.strerror or error}"
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return irregular(info.st_mode)
+        data = b"" if info.st_size > max_bytes else handle.read(max_bytes + 1)
+    if info.st_size > max_bytes or len(data) > max_bytes:
+        return f"larger than {max_bytes} bytes, the most read per file (data.MAX_FILE_BYTES)"
+    return data
+
+
+def _check_file(path, root=None, follow_links=False, max_bytes=None):
+    """(BadFile or None, sha256 of the bytes or None) for one file of a data folder."""
+    if root is not None and not follow_links:
+        real, top = os.path.realpath(path), os.path.realpath(root)
+        if os.path.commonpath([real, top]) != top:
+            return BadFile(path, f"resolves outside the data folder (to {real}); links out of the folder "
+                                 "are skipped unless follow_links=True"), None
+    data = _read_regular(path, MAX_FILE_BYTES if max_bytes is None else max_bytes)
+    if isinstance(data, str):
+        return BadFile(path, data), None
     if not data:
-        return BadFile(path, "empty file (0 bytes)")
+        return BadFile(path, "empty file (0 bytes)"), None
     try:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         message = error.message.splitlines()[0] if error.message else type(error).__name__
-        return BadFile(path, f"not a decodable JPEG/PNG/GIF/BMP image ({message})")
+        return BadFile(path, f"not a decodable JPEG/PNG/GIF/BMP image ({message})"), None
     if image.shape[0] == 0 or image.shape[1] == 0:
-        return BadFile(path, f"image has no pixels (shape {tuple(image.shape)})")
-    return None
+        return BadFile(path, f"image has no pixels (shape {tuple(image.shape)})"), None
+    return None, hashlib.sha256(data).hexdigest()
 
 
-def validate_files(files, strict=False, workers=8):
-    """Decode every file once with the pipeline's own decoder; return the `BadFile`s.
+def check_files(files, strict=False, workers=8, root=None, follow_links=False):
+    """(bad files, {path: sha256}) after decoding every file once with the pipeline's own decoder.
 
+    Only regular files are opened, at most `MAX_FILE_BYTES` are read from each, and with `root` given
+    a file that resolves outside it (a symlink out of the folder) is skipped unless `follow_links=True`.
     With `strict=True` the first bad file raises a `DataError` naming it instead.
     """
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        bad = [b for b in pool.map(_check_file, files) if b is not None]
+        results = list(pool.map(lambda path: _check_file(path, root, follow_links), files))
+    bad = tuple(b for b, _ in results if b is not None)
     if strict and bad:
         raise DataError(f"{bad[0].path}: {bad[0].reason} ({len(bad)} bad file(s) in all; pass "
                         "strict=False to skip them with a report)")
-    return tuple(bad)
+    return bad, {path: digest for path, (_, digest) in zip(files, results) if digest is not None}
 
 
-def split_indices(labels, fractions, seed=0):
+def validate_files(files, strict=False, workers=8, root=None, follow_links=False):
+    """The `BadFile`s among `files` (see `check_files`); with `strict=True` the first raises a DataError."""
+    return check_files(files, strict, workers, root, follow_links)[0]
+
+
+def duplicate_groups(files, digests):
+    """Groups (tuples of 2+ paths) of `files` whose `digests` are equal, in file order."""
+    groups = {}
+    for path in files:
+        groups.setdefault(digests[path], []).append(path)
+    return tuple(tuple(group) for group in groups.values() if len(group) > 1)
+
+
+def split_indices(labels, fractions, seed=0, groups=None):
     """Deterministic stratified split: a list of index arrays, the first the remainder (train).
 
     `fractions` are the held-out fractions (e.g. (0.1, 0.2) for validation and test). Each class is
     shuffled with `seed` and cut by the same fractions, so every class is represented in proportion and
-    no index lands in two splits.
+    no index lands in two splits. `groups` (one key per index, e.g. a content hash) keeps indices with
+    the same key in one split, counted in the class of the group's first index; without groups, or with
+    all keys distinct, the split is the same as by index.
     """
     labels = np.asarray(labels)
     for fraction in fractions:
@@ -156,20 +225,42 @@ def split_indices(labels, fractions, seed=0):
     if sum(fractions) >= 1:
         raise ValueError(f"split fractions {tuple(fractions)} are not allowed: they must sum to < 1 so "
                          "that training keeps some images")
+    if groups is None:
+        groups = np.arange(len(labels))
+    if len(groups) != len(labels):
+        raise ValueError(f"groups has {len(groups)} entries for {len(labels)} labels: give one per label")
+    keys = {}
+    unit_of = np.asarray([keys.setdefault(key, len(keys)) for key in groups], np.int64)  # first-seen order
+    unit_members = [[] for _ in keys]
+    for index, unit in enumerate(unit_of):
+        unit_members[unit].append(index)
+    unit_label = np.asarray([labels[members[0]] for members in unit_members])
     rng = np.random.default_rng(seed)
     parts = [[] for _ in range(len(fractions) + 1)]
     for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        members = members[rng.permutation(len(members))]
-        start = 0
+        units = np.flatnonzero(unit_label == label)
+        if not len(units):
+            continue  # all of this class' images are copies of another class' files
+        units = units[rng.permutation(len(units))]
+        sizes = np.asarray([len(unit_members[u]) for u in units])
+        total, start, taken = int(sizes.sum()), 0, 0
         for i, fraction in enumerate(fractions, start=1):
-            take = int(round(fraction * len(members)))
-            if fraction > 0 and take == 0 and len(members) - start > 1:
+            take = int(round(fraction * total))
+            if fraction > 0 and take == 0 and total - taken > 1:
                 take = 1
-            parts[i].append(members[start:start + take])
-            start += take
-        parts[0].append(members[start:])
-    return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
+            end, got = start, 0
+            while end < len(units) and got < take:
+                got += sizes[end]
+                end += 1
+            parts[i].append(units[start:end])
+            start, taken = end, taken + got
+        parts[0].append(units[start:])
+
+    def indices(chunks):
+        units = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
+        return np.sort(np.asarray([i for u in units for i in unit_members[u]], np.int64))
+
+    return [indices(chunks) for chunks in parts]
 
 
 # ------------------------------------------------------------------------------------ transforms
@@ -305,32 +396,40 @@ def _make(sources, class_names, size, batch_size, augmentation, crop_fraction, c
 
 
 def from_folder(directory, image_size, batch_size=32, validation_split=0.1, test_split=0.2, seed=0,
-                augmentation=Augmentation(), crop_fraction=0.875, strict=False, cache=False):
+                augmentation=Augmentation(), crop_fraction=0.875, strict=False, cache=False,
+                follow_links=False):
     """Pipelines from `directory/<class>/<image>`: stratified seeded split, bad files found up front.
 
     The default splits (70/10/20) are `keras-mobilenets train`'s. `cache=True` caches decoded images in
     memory (a string: in that file) before random augmentation.
+    Files with identical bytes stay in one split (listed in `duplicates`); files that resolve outside
+    `directory` (symlinks) are skipped with a reason unless `follow_links=True`.
     """
     size = _image_size(image_size)
     _check_common(batch_size, crop_fraction, augmentation)
     _check_splits(validation_split, test_split)
     files, labels, class_names = scan_folder(directory)
-    skipped = validate_files(files, strict=strict)
+    skipped, digests = check_files(files, strict=strict, root=directory, follow_links=follow_links)
     if skipped:
         bad = {b.path for b in skipped}
         keep = [i for i, f in enumerate(files) if f not in bad]
         files, labels = [files[i] for i in keep], labels[keep]
         for label, name in enumerate(class_names):
             if not (labels == label).any():
-                raise DataError(f"class folder {os.path.join(os.fspath(directory), name)!r} has no "
-                                "decodable images left after skipping bad files")
-    parts = split_indices(labels, (validation_split, test_split), seed)
+                folder = os.path.join(os.fspath(directory), name)
+                reason = next(b.reason for b in skipped if os.path.dirname(b.path) == folder)
+                raise DataError(f"class folder {folder!r} has no decodable images left after skipping bad "
+                                f"files (e.g. {reason})")
+    groups = [digests[f] for f in files]
+    parts = split_indices(labels, (validation_split, test_split), seed, groups=groups)
     _check_splits(validation_split, test_split, labels, class_names, parts)
     split_files = {name: [files[i] for i in part] for name, part in zip(("train", "validation", "test"), parts)}
     sources = [(_file_dataset(split_files[n], labels[p]), len(p))
                for n, p in zip(("train", "validation", "test"), parts)]
-    return _make(sources, class_names, size, batch_size, augmentation, crop_fraction, cache, seed,
+    data = _make(sources, class_names, size, batch_size, augmentation, crop_fraction, cache, seed,
                  files=split_files, skipped=skipped)
+    data.duplicates = duplicate_groups(files, digests)
+    return data
 
 
 def from_files(files, labels, class_names, image_size, batch_size=32, crop_fraction=0.875):

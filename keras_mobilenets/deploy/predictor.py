@@ -8,9 +8,10 @@ import os
 
 import numpy as np
 
-from keras_mobilenets.deploy.serving import decode_image_bytes, ends_in_softmax, read_labels, versions
-from keras_mobilenets.nets.preprocessing import preprocess_input
+from keras_mobilenets.deploy.serving import (MAX_IMAGE_BYTES, check_image_bytes, decode_image_bytes,
+                                             ends_in_softmax, read_labels, versions)
 from keras_mobilenets.deploy.tflite import dequantize_output, quantize_input
+from keras_mobilenets.nets.preprocessing import preprocess_input
 
 
 def _resolve_saved_model(path):
@@ -43,7 +44,7 @@ class Predictor:
         if labels is None and self.kind == "saved_model":
             asset = os.path.join(self.path, "assets", "labels.txt")
             labels = asset if os.path.isfile(asset) else None
-        self.labels = read_labels(labels)
+        self.labels = read_labels(labels, self._classes())
 
     def _load_tflite(self, path, num_threads):
         from ai_edge_litert.interpreter import Interpreter
@@ -64,7 +65,7 @@ class Predictor:
         import tensorflow as tf
 
         self.kind = "keras"
-        model = keras.saving.load_model(path)
+        model = self._model = keras.saving.load_model(path)
         self.image_size = tuple(int(d) for d in model.inputs[0].shape[1:3])
         softmax = not ends_in_softmax(model)
 
@@ -84,6 +85,15 @@ class Predictor:
         spec = self._signature.structured_input_signature[1]["images"]
         self.image_size = tuple(int(d) for d in spec.shape[1:3])
 
+    def _classes(self):
+        """The number of classes the loaded model scores."""
+        if self.kind == "tflite":
+            outputs = self._runner.get_output_details()
+            return int(outputs.get("probabilities", next(iter(outputs.values())))["shape"][-1])
+        if self.kind == "keras":
+            return int(self._model.outputs[0].shape[-1])
+        return int(self._signature.structured_outputs["probabilities"].shape[-1])
+
     def images(self, inputs):
         """float32 (n, h, w, 3) in [0, 255] from file paths, encoded bytes, or an array of images."""
         import tensorflow as tf
@@ -102,11 +112,16 @@ class Predictor:
                 data = bytes(item)
             else:
                 with open(item, "rb") as handle:
-                    data = handle.read()
+                    data = handle.read(MAX_IMAGE_BYTES + 1)
+            name = item if not isinstance(item, (bytes, bytearray)) else "image bytes"
+            try:
+                check_image_bytes(data)
+            except ValueError as error:
+                raise ValueError(f"{name}: cannot be decoded as an image ({error}; refused before "
+                                 "decoding)") from None
             try:
                 decoded.append(decode_image_bytes(tf.constant(data), height, width).numpy())
             except tf.errors.InvalidArgumentError as error:
-                name = item if not isinstance(item, (bytes, bytearray)) else "image bytes"
                 raise ValueError(f"{name}: cannot be decoded as an image ({error.message})") from None
         return np.stack(decoded)
 

@@ -2,10 +2,12 @@
 
 Each export is written to a hidden temporary folder inside `base_dir`, reloaded and checked in a fresh
 Python process, and only then renamed to `base_dir/<version>/`: a failure leaves no version folder behind
-and never touches the existing ones.
+and never touches the existing ones. An overwrite moves the old version aside until the new one is in
+place; the next export (or `recover`) puts back or deletes what a kill left.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_mobilenets.fileio import check_label, write_atomic
 from keras_mobilenets.nets.flavors import flavor_of
 from keras_mobilenets.nets.preprocessing import preprocess_input
 
@@ -50,15 +53,28 @@ def versions(base_dir):
 
 
 def read_labels(labels, classes=None):
-    """Labels from a list or a one-label-per-line file; their number must equal `classes` when given."""
+    """Labels from a list or a one-label-per-line file; their number must equal `classes` when given.
+
+    Each label is checked with `check_label`; a file may end with blank lines, but a blank line between
+    labels is refused (skipping it would shift every later label).
+    """
     if labels is None:
         return None
     if isinstance(labels, (str, os.PathLike)):
-        with open(labels, encoding="utf-8") as handle:
-            labels = [line.rstrip("\n") for line in handle if line.strip()]
-    labels = tuple(str(label) for label in labels)
+        with open(labels, encoding="utf-8", newline="") as handle:
+            lines = handle.read().split("\n")
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        for number, line in enumerate(lines, start=1):
+            check_label(line, what=f"{os.fspath(labels)} line {number}")
+        labels = lines
+    elif isinstance(labels, (bytes, dict)) or not hasattr(labels, "__iter__"):
+        raise ValueError(f"labels={labels!r} is not allowed: give a list of class names or the path of a "
+                         "one-name-per-line file") from None
+    labels = tuple(check_label(label) for label in labels)
     if classes is not None and len(labels) != classes:
-        raise ValueError(f"labels has {len(labels)} entries; the model has {classes} classes")
+        raise ValueError(f"labels has {len(labels)} entries; the model has {classes} classes") from None
     return labels
 
 
@@ -82,37 +98,158 @@ def ends_in_softmax(model):
     return activation == "softmax"
 
 
-def _header_size(data):
-    """(height, width) read from a JPEG/PNG/GIF/BMP header before decoding; (0, 0) for other formats."""
+# The one rule both sides apply before decoding (the serving graph in tf ops, Predictor in Python):
+# the bytes are non-empty and at most MAX_IMAGE_BYTES, the header is one of IMAGE_FORMATS, and the
+# width and height it declares are both in [1, MAX_IMAGE_SIDE]. The header fields read per format:
+#   JPEG  ff d8 ff ...   the first SOFn segment (baseline, progressive, lossless, arithmetic)
+#   PNG   89 PNG ...     IHDR: width, height (big-endian uint32 at 16, 20)
+#   GIF   GIF8...        logical screen: width, height (little-endian uint16 at 6, 8)
+#   BMP   BM ...         width, |height| (little-endian int32 at 18, 22; height < 0 is top-down)
+#   WebP  RIFF....WEBP   VP8 (14-bit sizes at 26, 28), VP8L (14-bit size - 1 after 0x2f at 20),
+#                        VP8X (24-bit canvas size - 1 at 24, 27)
+# Everything else tf.io.decode_image may try (JPEG XL, unknown bytes) is refused.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+_UNKNOWN, _MALFORMED = -1, 0  # header_size codes in place of a height
+
+
+def header_size(data):
+    """(height, width) declared by the header of JPEG/PNG/GIF/BMP/WebP `data`, read without decoding.
+
+    (-1, -1) for any other format, a 0 for a header that is cut short or malformed. The Python side of
+    the rule; `_header_size_tf` is the same in tf ops for the serving graph.
+    """
+    data = bytes(data)
+    padded = data + bytes(32)
+
+    def unsigned(start, length, big_endian=False):
+        return int.from_bytes(padded[start:start + length], "big" if big_endian else "little")
+
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_size(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        ok = len(data) >= 24 and data[12:16] == b"IHDR"
+        return (unsigned(20, 4, True), unsigned(16, 4, True)) if ok else (_MALFORMED, _MALFORMED)
+    if data[:4] == b"GIF8":
+        return (unsigned(8, 2), unsigned(6, 2)) if len(data) >= 10 else (_MALFORMED, _MALFORMED)
+    if data[:2] == b"BM":
+        height, width = unsigned(22, 4), unsigned(18, 4)
+        height = 2 ** 32 - height if height >= 2 ** 31 else height
+        ok = len(data) >= 26 and width < 2 ** 31
+        return (height, width) if ok else (_MALFORMED, _MALFORMED)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        chunk = data[12:16]
+        if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+            return unsigned(28, 2) & 0x3FFF, unsigned(26, 2) & 0x3FFF
+        if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+            bits = unsigned(21, 4)
+            return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+        if chunk == b"VP8X" and len(data) >= 30:
+            return unsigned(27, 3) + 1, unsigned(24, 3) + 1
+        return _MALFORMED, _MALFORMED
+    return _UNKNOWN, _UNKNOWN
+
+
+def _jpeg_size(data):
+    """(height, width) of the first SOFn segment, walking the markers the way libjpeg does."""
+    sof = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+    position = 2
+    while True:
+        while position < len(data) and data[position] != 0xFF:  # libjpeg skips stray bytes too
+            position += 1
+        while position < len(data) and data[position] == 0xFF:  # fill bytes
+            position += 1
+        if position + 2 >= len(data):
+            return _MALFORMED, _MALFORMED
+        marker = data[position]
+        position += 1
+        if marker == 0x00 or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            return _MALFORMED, _MALFORMED
+        length = int.from_bytes(data[position:position + 2], "big")
+        if marker in sof:
+            if length < 8 or position + 7 > len(data):
+                return _MALFORMED, _MALFORMED
+            return (int.from_bytes(data[position + 3:position + 5], "big"),
+                    int.from_bytes(data[position + 5:position + 7], "big"))
+        if length < 2:
+            return _MALFORMED, _MALFORMED
+        position += length
+
+
+def check_image_bytes(data, max_bytes=MAX_IMAGE_BYTES, max_side=MAX_IMAGE_SIDE):
+    """Refuse `data` (ValueError saying why) unless the rule above lets it be decoded; (height, width)."""
+    if not data:
+        raise ValueError("empty image bytes")
+    if len(data) > max_bytes:
+        raise ValueError(f"image larger than {max_bytes} bytes ({len(data)} bytes)")
+    height, width = header_size(data)
+    if height == _UNKNOWN:
+        raise ValueError(f"Unknown image file format: only {', '.join(IMAGE_FORMATS)} are accepted")
+    if min(height, width) < 1:
+        raise ValueError("malformed image header: no valid width and height")
+    if max(height, width) > max_side:
+        raise ValueError(f"image side larger than {max_side} pixels ({width}x{height}; "
+                         "decompression-bomb guard)")
+    return height, width
+
+
+def _header_size_tf(data):
+    """`header_size` in tf ops: int64 [height, width] (a JPEG's from libjpeg's header reader)."""
     import tensorflow as tf
 
-    def unsigned(start, length, big_endian):
-        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, length), tf.uint8), tf.int64)
+    padded = tf.strings.join([data, tf.constant(bytes(32))])
+    size = tf.strings.length(data, unit="BYTE")
+
+    def unsigned(start, length, big_endian=False):
+        raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, start, length), tf.uint8), tf.int64)
         weights = 256 ** tf.range(length, dtype=tf.int64)
         return tf.reduce_sum(raw * (tf.reverse(weights, [0]) if big_endian else weights))
 
+    def part(start, length):
+        return tf.strings.substr(padded, start, length)
+
+    def sized(ok, height, width):
+        return tf.where(ok, tf.stack([height, width]), tf.constant([_MALFORMED, _MALFORMED], tf.int64))
+
     def png():
-        return tf.stack([unsigned(20, 4, True), unsigned(16, 4, True)])
+        return sized((size >= 24) & tf.equal(part(12, 4), b"IHDR"), unsigned(20, 4, True),
+                     unsigned(16, 4, True))
 
     def gif():
-        return tf.stack([unsigned(8, 2, False), unsigned(6, 2, False)])
+        return sized(size >= 10, unsigned(8, 2), unsigned(6, 2))
 
     def bmp():
-        height = unsigned(22, 4, False)
+        height, width = unsigned(22, 4), unsigned(18, 4)
         height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # top-down BMPs store -height
-        return tf.stack([height, unsigned(18, 4, False)])
+        return sized((size >= 26) & (width < 2 ** 31), height, width)
 
-    magic = tf.strings.substr(data, 0, 4)
+    def webp():
+        chunk, bits = part(12, 4), unsigned(21, 4)
+        return tf.case([
+            (tf.equal(chunk, b"VP8 ") & (size >= 30) & tf.equal(part(23, 3), b"\x9d\x01\x2a"),
+             lambda: tf.stack([unsigned(28, 2) % 16384, unsigned(26, 2) % 16384])),
+            (tf.equal(chunk, b"VP8L") & (size >= 25) & tf.equal(part(20, 1), b"\x2f"),
+             lambda: tf.stack([bits // 16384 % 16384 + 1, bits % 16384 + 1])),
+            (tf.equal(chunk, b"VP8X") & (size >= 30),
+             lambda: tf.stack([unsigned(27, 3) + 1, unsigned(24, 3) + 1])),
+        ], default=lambda: tf.constant([_MALFORMED, _MALFORMED], tf.int64))
+
     return tf.case([
-        (tf.io.is_jpeg(data), lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)),
-        (tf.equal(magic, b"\x89PNG"), png),
-        (tf.equal(magic, b"GIF8"), gif),
-        (tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
-    ], default=lambda: tf.zeros([2], tf.int64))
+        (tf.equal(part(0, 3), b"\xff\xd8\xff"),
+         lambda: tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)),
+        (tf.equal(part(0, 8), b"\x89PNG\r\n\x1a\n"), png),
+        (tf.equal(part(0, 4), b"GIF8"), gif),
+        (tf.equal(part(0, 2), b"BM"), bmp),
+        (tf.equal(part(0, 4), b"RIFF") & tf.equal(part(8, 4), b"WEBP"), webp),
+    ], default=lambda: tf.constant([_UNKNOWN, _UNKNOWN], tf.int64))
 
 
 def decode_image_bytes(data, height, width, max_bytes=MAX_IMAGE_BYTES, max_side=MAX_IMAGE_SIDE):
-    """Encoded image bytes -> float32 (height, width, 3) in [0, 255]; bad input fails this request only."""
+    """Encoded image bytes -> float32 (height, width, 3) in [0, 255]; bad input fails this request only.
+
+    The header is checked by `check_image_bytes`' rule, in tf ops, before anything is decoded.
+    """
     import tensorflow as tf
 
     size = tf.strings.length(data)
@@ -121,10 +258,22 @@ def decode_image_bytes(data, height, width, max_bytes=MAX_IMAGE_BYTES, max_side=
         tf.debugging.assert_less_equal(size, max_bytes, message=f"image larger than {max_bytes} bytes"),
     ]
     with tf.control_dependencies(checks):
-        dims = _header_size(data)
-    with tf.control_dependencies([tf.debugging.assert_less_equal(
+        dims = _header_size_tf(data)
+    rules = [  # checked one after the other, so the message names the first rule broken
+        lambda: tf.debugging.assert_none_equal(dims[0], tf.constant(_UNKNOWN, tf.int64), message=(
+            f"Unknown image file format: only {', '.join(IMAGE_FORMATS)} are accepted")),
+        lambda: tf.debugging.assert_greater_equal(
+            tf.reduce_min(dims), tf.constant(1, tf.int64),
+            message="malformed image header: no valid width and height"),
+        lambda: tf.debugging.assert_less_equal(
             tf.reduce_max(dims), tf.constant(max_side, tf.int64),
-            message=f"image side larger than {max_side} pixels (decompression-bomb guard)")]):
+            message=f"image side larger than {max_side} pixels (decompression-bomb guard)"),
+    ]
+    checked = []
+    for rule in rules:
+        with tf.control_dependencies(checked):
+            checked = [rule()]
+    with tf.control_dependencies(checked):
         image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
     image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
     return tf.ensure_shape(image, (height, width, 3))
@@ -174,8 +323,7 @@ def _label_table(labels, folder):
     if labels is None:
         return None
     path = os.path.join(folder, "labels.txt")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(labels) + "\n")
+    write_atomic(path, "\n".join(labels) + "\n")
     initializer = tf.lookup.TextFileInitializer(
         path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE)
     return tf.lookup.StaticHashTable(initializer, default_value="")
@@ -241,25 +389,60 @@ def verify(path, sample):
                                  f"{np.abs(got - expected).max():.3g} on the sample batch")
 
 
+_VERIFY = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
+           "from keras_mobilenets.deploy.serving import _main; sys.exit(_main(sys.argv[2:]))")
+
+
+def _child_sys_path():
+    """This process' import path for a child run with `python -I`: the folder our package was imported
+    from first, then sys.path without the working directory (nothing there may stand in for a module)."""
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cwd = os.path.realpath(os.getcwd())
+    paths = [package_root]
+    for entry in sys.path:
+        entry = os.path.abspath(entry or os.curdir)
+        if os.path.realpath(entry) != cwd and entry not in paths:
+            paths.append(entry)
+    return paths
+
+
 def _verify_in_fresh_process(path, sample):
-    result = subprocess.run([sys.executable, "-m", "keras_mobilenets.deploy.serving", path, sample],
+    """Run `verify` in a new interpreter, isolated (-I: no working directory, PYTHONPATH or user site
+    on its path) with this process' package and dependencies put on its path explicitly."""
+    import json
+
+    result = subprocess.run([sys.executable, "-I", "-c", _VERIFY, json.dumps(_child_sys_path()), path, sample],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"the export at {path} failed its check in a fresh process:\n"
                            f"{result.stderr[-3000:]}")
 
 
+def saved_model_cli_command():
+    """The argv prefix that runs TensorFlow's saved_model_cli: the script next to this interpreter,
+    else the one on PATH, else `python -m tensorflow.python.tools.saved_model_cli`."""
+    beside = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return [beside]
+    found = shutil.which("saved_model_cli")
+    if found:
+        return [found]
+    return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
 def export_saved_model(model, base_dir, version=None, labels=None, overwrite=False, top_k=5):
     """Export `model` to `base_dir/<version>/` for TF Serving; returns an `ExportResult`.
 
     `version` defaults to the next free integer. Signatures: "serving_default" (float32 [0, 255] images
-    of the model's size), "serving_uint8" (uint8 images) and "serving_bytes" (encoded JPEG/PNG/GIF/BMP
-    bytes, decoded and resized in-graph). Outputs: "probabilities", "top_k_ids", "top_k_scores", and
-    "top_k_labels" when `labels` (a list or a one-per-line file, stored as an asset) are given.
+    of the model's size), "serving_uint8" (uint8 images) and "serving_bytes" (encoded JPEG/PNG/GIF/BMP/
+    WebP bytes, header-checked by `check_image_bytes`' rule, decoded and resized in-graph). Outputs:
+    "probabilities", "top_k_ids", "top_k_scores", and "top_k_labels" when `labels` (a list or a
+    one-per-line file, stored as an asset) are given.
     """
     classes = int(model.outputs[0].shape[-1])
     _image_size(model)
     labels = read_labels(labels, classes)
+    recover(base_dir)
     if version is None:
         version = (versions(base_dir) or [0])[-1] + 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -270,7 +453,7 @@ def export_saved_model(model, base_dir, version=None, labels=None, overwrite=Fal
     if os.path.exists(final) and not overwrite:
         raise FileExistsError(f"{final} already exists; pass overwrite=True to replace version {version}")
     os.makedirs(base_dir, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging = os.path.join(base_dir, f"{_TMP_PREFIX}{version}-{token}")
     try:
         _write(model, staging, labels, top_k)
@@ -289,7 +472,10 @@ def export_saved_model(model, base_dir, version=None, labels=None, overwrite=Fal
 
 
 def _place(staging, final, overwrite, token):
-    """Rename the checked export into place; an old version is only removed once the new one is there."""
+    """Rename the checked export into place; an old version is only removed once the new one is there.
+
+    A kill between the two renames leaves the old version aside; `recover` puts it back.
+    """
     if os.path.exists(final):
         if not overwrite:
             raise FileExistsError(f"{final} appeared during the export; not overwriting it")
@@ -301,10 +487,55 @@ def _place(staging, final, overwrite, token):
         os.rename(staging, final)
 
 
-if __name__ == "__main__":
+# .tmp-export-[old-]<version>-<pid>-<hex>[.npz]; names from before the pid was added have none
+_LEFTOVER = re.compile(r"^\.tmp-export-(old-)?(\d+)-(?:(\d+)-)?[0-9a-f]+(\.npz)?$")
+
+
+def _alive(pid):
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(base_dir):
+    """Undo what a killed export left in `base_dir`: a version moved aside by an overwrite that never
+    got its replacement is put back; other leftovers of dead processes are deleted. Returns what was
+    done, one line each (exports still running in a live process are left alone)."""
+    if not os.path.isdir(base_dir):
+        return []
+    done = []
+    names = sorted(os.listdir(base_dir), key=lambda name: not name.startswith(f"{_TMP_PREFIX}old-"))
+    for name in names:  # asides first: a version is restored before its staging copy is deleted
+        match = _LEFTOVER.match(name)
+        if not match or _alive(int(match.group(3)) if match.group(3) else None):
+            continue
+        path = os.path.join(base_dir, name)
+        final = os.path.join(base_dir, match.group(2))
+        if match.group(1) and not match.group(4) and not os.path.exists(final):
+            os.rename(path, final)
+            done.append(f"restored version {match.group(2)} that an interrupted overwrite had moved aside")
+        else:
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+            done.append(f"removed {name} left by an interrupted export")
+    return done
+
+
+def _main(argv):
+    """`verify` from the command line: exit status 1 with the reason when the export differs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        verify(sys.argv[1], sys.argv[2])
+        verify(argv[0], argv[1])
     except AssertionError as error:
         print(error, file=sys.stderr)
-        sys.exit(1)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

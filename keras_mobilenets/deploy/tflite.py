@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_mobilenets.fileio import write_atomic
+
 MODES = ("float32", "float16", "dynamic", "int8", "qat-int8")
 INT8_MODES = ("int8", "qat-int8")  # integer files: int8/uint8 input and output, per-tensor weights
 IO_TYPES = ("float32", "int8", "uint8")
@@ -265,9 +267,7 @@ def export_tflite(model, path, mode="float32", representative=None, sample=None,
                           f"min_top1_agreement={min_top1_agreement}; nothing written. {report}", report)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tflite.tmp", delete=False) as handle:
-        handle.write(content)
-    os.replace(handle.name, path)
+    write_atomic(path, content)  # the user's umask, like every other file (mkstemp would give 0600)
     return report
 
 
