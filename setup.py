@@ -1,4 +1,11 @@
+import ast
+
 from setuptools import find_packages, setup
+
+# the extras are defined once, in keras_mobilenets/extras.py (read without importing the package)
+_source = open("keras_mobilenets/extras.py", encoding="utf-8").read()
+EXTRAS = {name: list(reqs) for name, reqs in ast.literal_eval(
+    _source.split("EXTRAS = ", 1)[1].split("\n\n", 1)[0]).items()}
 
 setup(
     name="keras-mobilenets",
@@ -12,19 +19,14 @@ setup(
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.10,<4",
-        "tf-keras>=2.21,<2.22",
-        "tensorflow-model-optimization>=0.8,<0.9",
-        "tensorflow-datasets>=4.9,<4.10",
-        "ai-edge-litert>=2.0",
         "numpy>=1.26",
         "h5py>=3.10",
-        "pillow>=10",
-        "scikit-learn>=1.4",
-        "matplotlib>=3.7",
-        "tensorboard>=2.19",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "nbmake>=1.5", "scikit-image>=0.22"],
+        **EXTRAS,
+        "all": sorted({req for reqs in EXTRAS.values() for req in reqs}),
+        "test": sorted({req for reqs in EXTRAS.values() for req in reqs})
+        + ["pytest>=8", "pytest-xdist>=3.5", "nbmake>=1.5", "scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["keras-mobilenets=keras_mobilenets.app.cli:main"]},
 )

@@ -6,7 +6,7 @@ import pathlib
 import keras_mobilenets
 
 ROOMS = ("nets", "analysis", "data", "train", "optimize", "deploy", "app")
-BASE = ("fileio", "version", "_startup")  # every room may use these; they import no room
+BASE = ("fileio", "version", "_startup", "extras")  # every room may use these; they import no room
 PACKAGE = pathlib.Path(keras_mobilenets.__file__).parent
 
 
@@ -104,3 +104,55 @@ def test_public_builders_document_and_annotate_every_argument():
         unannotated = [p.name for p in signature.parameters.values()
                        if p.annotation is inspect.Parameter.empty and p.name not in ("input_tensor", "classifier_activation")]
         assert not unannotated, f"{builder.__name__} lacks type hints for {unannotated}"
+
+
+def test_old_import_paths_still_work():
+    """The import lines users typed before the rooms keep working: each old path is the new module."""
+    import importlib
+
+    from keras_mobilenets import optimize
+    from keras_mobilenets.app import cli, runs
+    from keras_mobilenets.analysis import papers
+    from keras_mobilenets.data import datasets
+    from keras_mobilenets.deploy import serving, tflite
+    from keras_mobilenets.train import recipe
+
+    moved = {"training": recipe, "runs": runs, "cli": cli, "quantization": optimize, "tflite": tflite,
+             "papers": papers, "datasets": datasets, "export": serving}
+    for old, new in moved.items():
+        assert importlib.import_module(f"keras_mobilenets.{old}") is new, old
+    from keras_mobilenets.training import Recipe  # noqa: F401
+    from keras_mobilenets.quantization import quantize_model  # noqa: F401
+    from keras_mobilenets import data as kd
+
+    assert kd.from_folder is importlib.import_module("keras_mobilenets.data.pipelines").from_folder
+
+
+def test_the_networks_need_no_extra_and_a_missing_extra_names_its_pip_line(tmp_path):
+    """`pip install keras-mobilenets` (no extra) builds and profiles networks; what needs an extra says which."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+for name in ("PIL", "sklearn", "matplotlib", "tensorflow_datasets", "ai_edge_litert", "tf_keras",
+             "tensorflow_model_optimization"):
+    sys.modules[name] = None  # as if not installed
+import keras_mobilenets as km
+model = km.MobileNetV3Small(weights=None, input_shape=(64, 64, 3), classes=3)
+assert km.profile(model).params > 0
+for call, extra in ((lambda: km.datasets.digits(sys.argv[1]), "train"),
+                    (lambda: km.create_model("v2", alpha=0.35, flavor="tf_keras"), "optimize"),
+                    (lambda: __import__("keras_mobilenets.optimize").optimize.quantize_model(model), "optimize"),
+                    (lambda: __import__("keras_mobilenets.deploy.tflite").deploy.tflite.run_tflite(b"", []), "deploy")):
+    try:
+        call()
+    except ImportError as error:
+        assert f"pip install 'keras-mobilenets[{extra}]'" in str(error), error
+    else:
+        raise AssertionError(f"no ImportError for [{extra}]")
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "digits")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]

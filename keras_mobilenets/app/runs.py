@@ -23,6 +23,7 @@ from keras_mobilenets.fileio import read_json, write_atomic, write_json
 from keras_mobilenets.nets.flavors import flavor_of
 from keras_mobilenets.train import recipe as training
 from keras_mobilenets.train import reports
+from keras_mobilenets.extras import require
 
 STRATEGIES = (None, "mirrored", "multi-worker")
 AUTO = "auto"
@@ -137,7 +138,7 @@ def _data_dir(config):
 def _folder_stats(directory, sample=200):
     """(number of images, median short side in pixels) of a class-per-subfolder folder, from the
     headers of up to `sample` files spread over it (unreadable files are left out)."""
-    from PIL import Image
+    Image = require("PIL.Image", "train")
 
     files, _, _ = kd.scan_folder(directory)
     sides = []

@@ -10,11 +10,13 @@ import uuid
 
 import numpy as np
 
+from keras_mobilenets.extras import require
+
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
 
 
 def _expected_counts():
-    from sklearn.datasets import load_digits
+    load_digits = require("sklearn.datasets", "train").load_digits
 
     targets = load_digits().target
     return {str(d): int((targets == d).sum()) for d in range(10)}
@@ -41,8 +43,8 @@ def digits(path=None, overwrite=False):
     A complete folder from an earlier call is reused as is. Anything else already at `path` is kept
     unless `overwrite=True`. Writing happens in a temporary sibling folder renamed into place at the end.
     """
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    Image = require("PIL.Image", "train")
+    load_digits = require("sklearn.datasets", "train").load_digits
 
     path = os.fspath(path) if path is not None else default_digits_dir()
     counts = _expected_counts()

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mobilenets.fileio import check_label
+from keras_mobilenets.extras import require
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 MAX_HELD_OUT = 0.9  # validation_split + test_split: training keeps at least a tenth of the images
@@ -485,7 +486,7 @@ def from_tfds(name, data_dir, image_size, splits=("train", "validation", "test")
     `splits` names the TFDS splits (or slices like "train[:90%]") used for train, validation and test;
     use None for a split you do not want.
     """
-    import tensorflow_datasets as tfds
+    tfds = require("tensorflow_datasets", "train")
 
     size = _image_size(image_size)
     _check_common(batch_size, crop_fraction, augmentation)

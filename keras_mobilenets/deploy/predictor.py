@@ -12,6 +12,7 @@ from keras_mobilenets.deploy.serving import (MAX_IMAGE_BYTES, check_image_bytes,
                                              ends_in_softmax, read_labels, versions)
 from keras_mobilenets.deploy.tflite import dequantize_output, quantize_input
 from keras_mobilenets.nets.preprocessing import preprocess_input
+from keras_mobilenets.extras import require
 
 
 def _resolve_saved_model(path):
@@ -47,7 +48,7 @@ class Predictor:
         self.labels = read_labels(labels, self._classes())
 
     def _load_tflite(self, path, num_threads):
-        from ai_edge_litert.interpreter import Interpreter
+        Interpreter = require("ai_edge_litert.interpreter", "deploy").Interpreter
 
         self.kind = "tflite"
         self._interpreter = Interpreter(model_path=path, num_threads=num_threads)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keras_mobilenets.fileio import write_atomic
+from keras_mobilenets.extras import require
 
 MODES = ("float32", "float16", "dynamic", "int8", "qat-int8")
 INT8_MODES = ("int8", "qat-int8")  # integer files: int8/uint8 input and output, per-tensor weights
@@ -178,9 +179,10 @@ def per_tensor(interpreter):
 
 def run_tflite(content, images, num_threads=2):
     """Float outputs of a TFLite model (bytes or path) on [0, 255] images, one at a time, with LiteRT."""
-    from ai_edge_litert.interpreter import Interpreter
+    interpreter = require("ai_edge_litert.interpreter", "deploy")
+    Interpreter = interpreter.Interpreter
 
-    from ai_edge_litert.interpreter import OpResolverType
+    OpResolverType = interpreter.OpResolverType
 
     kwargs = {"model_content": content} if isinstance(content, bytes) else {"model_path": content}
     # without the default XNNPACK delegate, so the op list (non_int8_ops) shows the model's own ops

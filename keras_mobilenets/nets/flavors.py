@@ -8,6 +8,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
+from keras_mobilenets.extras import require
 from keras_mobilenets.nets.layers import define_activation_layers
 
 FLAVORS = ("keras", "tf_keras")
@@ -51,26 +52,17 @@ def flavor_of(model):
     return get_flavor(flavor_of_layer(model))
 
 
-def _import(module_name, extra):
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"flavor={module_name!r} needs the `{module_name}` package: pip install {extra}"
-        ) from error
-
-
 @functools.cache
 def get_flavor(name="keras"):
     """Return the `Flavor` for "keras" (Keras 3, default) or "tf_keras" (Keras 2, for tfmot)."""
     if name not in FLAVORS:
         raise ValueError(f"flavor must be one of {FLAVORS}; received flavor={name!r}")
     if name == "keras":
-        keras = _import("keras", "keras")
+        keras = importlib.import_module("keras")
         relu6 = keras.ops.relu6
         register = keras.saving.register_keras_serializable
     else:
-        keras = _import("tf_keras", "tf-keras")
+        keras = require("tf_keras", "optimize")
         import tensorflow as tf
 
         relu6 = tf.nn.relu6

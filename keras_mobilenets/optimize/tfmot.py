@@ -1,15 +1,12 @@
 """The one place tensorflow-model-optimization is imported, and predicates on what it made, so no
 module outside `optimize` needs to know tfmot's class names."""
 
+from keras_mobilenets.extras import require
+
 
 def tfmot():
     """The tfmot package, or an ImportError naming the pip install line."""
-    try:
-        import tensorflow_model_optimization
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("quantization and pruning need tensorflow-model-optimization and tf-keras: "
-                          "pip install 'keras-mobilenets[optimize]'") from None
-    return tensorflow_model_optimization
+    return require("tensorflow_model_optimization", "optimize")
 
 
 QAT_WRAPPERS = ("QuantizeWrapper", "QuantizeWrapperV2")

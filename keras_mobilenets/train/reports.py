@@ -4,10 +4,12 @@ import os
 
 import numpy as np
 
+from keras_mobilenets.extras import require
+
 
 def _figure(figsize):
     """A pyplot-free figure: writing a PNG never switches the caller's backend (notebooks keep theirs)."""
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "train").Figure
 
     return Figure(figsize=figsize)
 
