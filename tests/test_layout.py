@@ -156,3 +156,17 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "digits")], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_cli_choices_are_the_modules_constants():
+    from keras_mobilenets.app import cli
+    from keras_mobilenets.deploy import tflite
+    from keras_mobilenets.nets import models
+
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # argparse keeps subcommands only here
+    by_flag = {(name, flag): action for name, sub in commands.items() for action in sub._actions
+               for flag in action.option_strings}
+    assert tuple(by_flag["train", "--arch"].choices) == models.ARCH_NAMES
+    assert tuple(by_flag["convert", "--mode"].choices) == tflite.MODES == tuple(cli.CONVERT_MODES)
+    assert tuple(by_flag["quantize", "--input-type"].choices) == tflite.IO_TYPES

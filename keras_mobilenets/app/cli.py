@@ -5,9 +5,13 @@ import os
 import subprocess
 import sys
 
+from keras_mobilenets.app.runs import STRATEGIES
+from keras_mobilenets.deploy.tflite import IO_TYPES, MODES
+from keras_mobilenets.nets.models import ARCH_NAMES as ARCHS
+from keras_mobilenets.train.recipe import POLICIES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ARCHS = ("v1", "v2", "v3-large", "v3-small")
 CONVERT_MODES = {
     "float32": "float32 weights and activations, the Keras model's numbers",
     "float16": "float16 weights (half the file), float32 compute on CPU",
@@ -167,24 +171,14 @@ def _evaluate(args):
 def _convert_data(args, model):
     """(representative, sample) [0, 255] pipelines: the run's stored splits, or --data."""
     from keras_mobilenets import data as kd
-    from keras_mobilenets.app.runs import _read_config
+    from keras_mobilenets.app.runs import stored_split
     from keras_mobilenets.data.datasets import digits
-    from keras_mobilenets.fileio import read_json
 
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     run_dir = os.path.dirname(os.path.abspath(args.model))
     if args.data is None and os.path.exists(os.path.join(run_dir, "split.json")):
-        splits = read_json(os.path.join(run_dir, "split.json"), what="run's split")
-        crop_fraction = _read_config(os.path.join(run_dir, "config.json")).crop_fraction
-        with open(os.path.join(run_dir, "labels.txt")) as handle:
-            names = handle.read().split("\n")[:-1]
-
-        def pipeline(files):
-            labels = [names.index(os.path.basename(os.path.dirname(f))) for f in files]
-            return kd.from_files(files, labels, names, size, 32, crop_fraction)
-
-        held_out = splits.get("test") or splits.get("validation")
-        return pipeline(splits["train"]), pipeline(held_out)
+        return (stored_split(args.model, "train", size)[0],
+                stored_split(args.model, "test validation", size)[0])
     if args.data is None:
         raise ValueError("--data is needed: the model is not in a run folder with a split.json")
     folder = digits() if args.data == "digits" else args.data
@@ -202,23 +196,22 @@ def _convert(args):
                          "and qat-int8")
     model = keras.saving.load_model(args.model)
     representative, sample = _convert_data(args, model)
-    if args.mode == "qat-int8":
-        import tensorflow as tf
+    if args.mode == "qat-int8" and args.qat_epochs:
+        # `fine_tune_qat`, the same QAT fit as `keras-mobilenets quantize` (which resumes; this does not)
+        import tempfile
 
-        from keras_mobilenets import optimize as quantization
-        from keras_mobilenets.train import recipe as training
+        from keras_mobilenets import optimize
+        from keras_mobilenets.app.runs import model_data
 
-        model = quantization.quantize_model(model, per_channel=not args.per_tensor)
-        quantization.calibrate(model, representative)
-        if args.qat_epochs:  # a quick QAT pass; `keras-mobilenets quantize` is the resumable full one
-            classes = model.outputs[0].shape[-1]
-            training.set_trainable(model, "all", train_batchnorm=False)
-            batches = int(representative.cardinality())
-            training.compile_model(model, args.qat_lr, steps=args.qat_epochs * max(batches, 1),
-                                   label_smoothing=0.0)
-            model.fit(representative.map(lambda x, y: (x, tf.one_hot(y, classes))),
-                      epochs=args.qat_epochs, verbose=1)
-            quantization.set_weight_ranges(model)
+        data = model_data(args.model, args.data, tuple(int(d) for d in model.inputs[0].shape[1:3]))
+        with tempfile.TemporaryDirectory() as scratch:
+            model = optimize.fine_tune_qat(model, data, scratch, epochs=args.qat_epochs,
+                                           learning_rate=args.qat_lr, per_channel=not args.per_tensor).model
+    elif args.mode == "qat-int8":  # calibration only
+        from keras_mobilenets import optimize
+
+        model = optimize.quantize_model(model, per_channel=not args.per_tensor)
+        optimize.calibrate(model, representative)
     report = export_tflite(model, args.out, mode=args.mode, representative=representative, sample=sample,
                            input_type=args.input_type, output_type=args.output_type,
                            min_top1_agreement=args.min_agreement, overwrite=args.overwrite,
@@ -324,9 +317,9 @@ def build_parser():
                        help="smallest random crop (area fraction)")
     train.add_argument("--crop-fraction", type=_auto(float), default="auto", help="eval center-crop fraction")
     train.add_argument("--strict", action="store_true", help="fail on the first bad image file")
-    train.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"),
+    train.add_argument("--mixed-precision", choices=tuple(p for p in POLICIES if p and p.startswith("mixed")),
                        help="Keras mixed-precision policy (default: float32)")
-    train.add_argument("--strategy", choices=("mirrored", "multi-worker"),
+    train.add_argument("--strategy", choices=tuple(s for s in STRATEGIES if s),
                        help="tf.distribute strategy (multi-worker reads TF_CONFIG)")
     train.add_argument("--out", required=True, help="the run folder, e.g. runs/NAME (re-run to resume)")
     train.add_argument("--export", help="export the best model for TF Serving here, e.g. saved_models/NAME")
@@ -347,13 +340,13 @@ def build_parser():
                       description="TFLite file with a LiteRT parity report. Modes:\n" + "\n".join(
                           f"  {mode:<9} {text}" for mode, text in CONVERT_MODES.items()))
     convert.add_argument("model", help="a .keras classifier (e.g. runs/NAME/best.keras)")
-    convert.add_argument("--mode", default="float32", choices=tuple(CONVERT_MODES),
+    convert.add_argument("--mode", default="float32", choices=MODES,
                          help="what the file stores (see the modes above)")
     convert.add_argument("--out", required=True, help="the .tflite file to write")
     convert.add_argument("--data", help='image folder or "digits" (default: the run\'s stored splits)')
-    convert.add_argument("--input-type", default="float32", choices=("float32", "int8", "uint8"),
+    convert.add_argument("--input-type", default="float32", choices=IO_TYPES,
                          help="the file's input type (integer types: int8 and qat-int8 modes)")
-    convert.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"),
+    convert.add_argument("--output-type", default="float32", choices=IO_TYPES,
                          help="the file's output type (integer types: int8 and qat-int8 modes)")
     convert.add_argument("--min-agreement", type=float, default=0.98,
                          help="fail (and write nothing) below this top-1 agreement with the Keras model")
@@ -371,9 +364,9 @@ def build_parser():
     quantize.add_argument("--data", help='image folder or "digits" (default: the model\'s run folder)')
     quantize.add_argument("--epochs", type=int, default=2, help="QAT epochs")
     quantize.add_argument("--lr", type=float, default=1e-4, help="QAT learning rate")
-    quantize.add_argument("--input-type", default="float32", choices=("float32", "int8", "uint8"),
+    quantize.add_argument("--input-type", default="float32", choices=IO_TYPES,
                           help="the int8 file's input type")
-    quantize.add_argument("--output-type", default="float32", choices=("float32", "int8", "uint8"),
+    quantize.add_argument("--output-type", default="float32", choices=IO_TYPES,
                           help="the int8 file's output type")
     quantize.add_argument("--min-agreement", type=float, default=0.98,
                           help="fail (and write no .tflite) below this top-1 agreement with the QAT model")

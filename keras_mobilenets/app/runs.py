@@ -488,32 +488,18 @@ def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_d
     model = keras.saving.load_model(model_path)
     run_dir = os.path.dirname(os.path.abspath(model_path))
     size = tuple(model.inputs[0].shape[1:3])
-    split_path = os.path.join(run_dir, "split.json")
-    labels_path = os.path.join(run_dir, "labels.txt")
-    crop_fraction = 0.875
-    if os.path.exists(os.path.join(run_dir, "config.json")):
-        crop_fraction = _read_config(os.path.join(run_dir, "config.json")).crop_fraction
     if data_dir is None:
-        if not os.path.exists(split_path):
-            raise ValueError(f"no data given and no split.json next to {model_path!r}: pass --data DIR")
-        splits = read_json(split_path, what="run's split")
-        with open(labels_path) as handle:
-            class_names = tuple(handle.read().split("\n")[:-1])
-        if split not in splits or not splits[split]:
-            raise ValueError(f"split={split!r} is not allowed: the run has splits "
-                             f"{sorted(k for k, v in splits.items() if v)}")
-        files = splits[split]
-        labels = [class_names.index(os.path.basename(os.path.dirname(f))) for f in files]
+        dataset, class_names = stored_split(model_path, split, size, batch_size)
     else:
         directory = digits() if data_dir == "digits" else data_dir
         files, labels, class_names = kd.scan_folder(directory)
         bad = {b.path for b in kd.validate_files(files)}
         keep = [i for i, f in enumerate(files) if f not in bad]
         files, labels = [files[i] for i in keep], np.asarray(labels)[keep]
+        dataset = kd.from_files(files, labels, class_names, size, batch_size, _crop_fraction(run_dir))
     classes = model.outputs[0].shape[-1]
     if classes != len(class_names):
         raise ValueError(f"the model has {classes} outputs but the data has {len(class_names)} classes")
-    dataset = kd.from_files(files, labels, class_names, size, batch_size, crop_fraction)
     metrics = training.evaluate(model, dataset, class_names)
     out_dir = out_dir or run_dir
     os.makedirs(out_dir, exist_ok=True)
@@ -550,17 +536,7 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
         raise FileNotFoundError(f"model={model_path!r} does not exist or is not a file: pass a .keras "
                                 "classifier, e.g. runs/NAME/best.keras")
     model = keras.saving.load_model(model_path)
-    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
-    run_dir = os.path.dirname(os.path.abspath(model_path))
-    if data_dir is None:
-        config_path = os.path.join(run_dir, "config.json")
-        if not os.path.exists(config_path):
-            raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass "
-                             "data_dir (--data DIR or digits)")
-        data = load_data(_read_config(config_path))
-    else:
-        data = kd.from_folder(digits() if data_dir == "digits" else data_dir, size, validation_split=0.1,
-                              test_split=0.2, augmentation=None)
+    data = model_data(model_path, data_dir, tuple(int(d) for d in model.inputs[0].shape[1:3]))
     with run_lock(out_dir):
         if not same:  # every input is checked by now
             _clear_run(out_dir)
@@ -568,6 +544,44 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
         write_json(marker, settings)
         return _quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type,
                          min_top1_agreement, verbose, per_channel)
+
+
+def model_data(model_path, data_dir, size):
+    """The data a saved classifier is quantized with: its run folder's own splits and augmentation
+    (config.json next to it), or `data_dir` (a folder or "digits", split 70/10/20, no augmentation)."""
+    if data_dir is None:
+        config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+        if not os.path.exists(config_path):
+            raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass "
+                             "data_dir (--data DIR or digits)")
+        return load_data(_read_config(config_path))
+    return kd.from_folder(digits() if data_dir == "digits" else data_dir, size, validation_split=0.1,
+                          test_split=0.2, augmentation=None)
+
+
+def stored_split(model_path, split, size, batch_size=32):
+    """(pipeline, class_names) of one split a run stored (split.json, labels.txt, its evaluation crop),
+    for the model saved in that run folder; `split` may name several to try in order ("test validation")."""
+    run_dir = os.path.dirname(os.path.abspath(model_path))
+    split_path = os.path.join(run_dir, "split.json")
+    if not os.path.exists(split_path):
+        raise ValueError(f"no data given and no split.json next to {model_path!r}: pass --data DIR")
+    splits = read_json(split_path, what="run's split")
+    with open(os.path.join(run_dir, "labels.txt"), encoding="utf-8") as handle:
+        class_names = tuple(handle.read().split("\n")[:-1])
+    name = next((n for n in split.split() if splits.get(n)), None)
+    if name is None:
+        raise ValueError(f"split={split!r} is not allowed: the run has splits "
+                         f"{sorted(k for k, v in splits.items() if v)}")
+    files = splits[name]
+    labels = [class_names.index(os.path.basename(os.path.dirname(f))) for f in files]
+    return kd.from_files(files, labels, class_names, size, batch_size, _crop_fraction(run_dir)), class_names
+
+
+def _crop_fraction(run_dir):
+    """The evaluation crop of the run in `run_dir` (0.875, keras.applications', outside a run folder)."""
+    config_path = os.path.join(run_dir, "config.json")
+    return _read_config(config_path).crop_fraction if os.path.exists(config_path) else 0.875
 
 
 def _read_config(path):

@@ -11,7 +11,7 @@ from keras_mobilenets.nets.flavors import FLAVORS, get_flavor
 from keras_mobilenets.nets.spec import Architecture, DepthwiseSeparable
 from keras_mobilenets.nets.weights import load_weights, resolve_imagenet
 
-_ARCH_NAMES = ("v1", "v2", "v3-large", "v3-small")
+ARCH_NAMES = ("v1", "v2", "v3-large", "v3-small")
 
 _ARGS = {
     "arch": 'an architecture name ("v1", "v2", "v3-large", "v3-small") or an `Architecture` table.',
@@ -52,7 +52,7 @@ def _architecture(arch, minimalistic):
             validation.fail("minimalistic", minimalistic,
                             "False for a custom table (make it minimalistic with spec.minimalistic)")
         return arch
-    validation.check_choice("arch", arch, _ARCH_NAMES)
+    validation.check_choice("arch", arch, ARCH_NAMES)
     if minimalistic:
         if arch in ("v1", "v2"):
             validation.fail("minimalistic", minimalistic,
