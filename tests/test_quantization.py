@@ -223,6 +223,13 @@ def test_hard_swish_is_one_fused_op_in_float_files_and_xnnpack_friendly_in_int8(
         assert np.abs(outputs - np.asarray(model(images[:16]))).max() < (1e-4 if mode == "float32" else 0.1)
     assert "HARD_SWISH" in ops["float32"] and "HARD_SWISH" not in ops["int8"]
     assert not any(layer.for_int8 for layer in model.layers if type(layer).__name__ == "HardSwish")
+    # the int8 form is a copy that shares the weights: the user's live model is never switched
+    copy = q.int8_form(model)
+    swishes = [layer for layer in copy.layers if type(layer).__name__ == "HardSwish"]
+    assert swishes and all(layer.for_int8 for layer in swishes)
+    assert not any(layer.for_int8 for layer in model.layers if type(layer).__name__ == "HardSwish")
+    assert {id(w) for w in copy.weights} == {id(w) for w in model.weights}
+    np.testing.assert_allclose(np.asarray(copy(images[:4])), np.asarray(model(images[:4])), atol=1e-5)
 
 
 def test_failing_parity_writes_nothing_and_bad_arguments_are_named(trained, test_images, tmp_path):

@@ -11,7 +11,6 @@ some accuracy risk; a qat-int8 file follows its QAT model, so per tensor there m
 `quantize_model(model, per_channel=False)` (BatchNorm folded, then trained with per-tensor fake-quants).
 """
 
-import contextlib
 import os
 import tempfile
 import time
@@ -102,21 +101,6 @@ def _saved_model(model, folder):
     return folder
 
 
-@contextlib.contextmanager
-def _hard_swish_for(model, mode):
-    """Trace hard-swish in the form that suits `mode`: TFLite's fused HARD_SWISH for float files,
-    ReLU6(x + 3) * (x / 6) for PTQ int8 (XNNPACK runs HARD_SWISH in float only; see layers.HardSwish)."""
-    layers = [layer for layer in model.layers if type(layer).__name__ == "HardSwish"]
-    before = [layer.for_int8 for layer in layers]
-    for layer in layers:
-        layer.for_int8 = layer.for_int8 or mode == "int8"
-    try:
-        yield
-    finally:
-        for layer, value in zip(layers, before):
-            layer.for_int8 = value
-
-
 def convert(model, mode="float32", representative=None, input_type="float32", output_type="float32",
             representative_count=100, per_channel=True):
     """TFLite flatbuffer bytes of `model` in `mode` (see the module docstring)."""
@@ -148,7 +132,9 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
     if mode == "int8" and images is None:
         raise ValueError("mode='int8' needs representative: [0, 255] images (array or pipeline) that "
                          "calibrate the activation ranges")
-    with tempfile.TemporaryDirectory() as folder, _hard_swish_for(model, mode):
+    if mode == "int8":
+        model = optimize.int8_form(model)  # a copy: the caller's model stays as it is
+    with tempfile.TemporaryDirectory() as folder:
         converter = tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, folder),
                                                              signature_keys=["serving_default"])
         if mode != "float32":

@@ -14,6 +14,7 @@ import numpy as np
 
 from keras_mobilenets.nets.builder import block_info, set_block_info
 from keras_mobilenets.nets.flavors import get_flavor
+from keras_mobilenets.optimize.int8_form import int8_layer
 from keras_mobilenets.optimize.tf_keras_copy import to_tf_keras
 from keras_mobilenets.optimize.tfmot import tfmot as _tfmot
 
@@ -162,8 +163,7 @@ def quantize_model(model, per_channel=True):
     def annotated(layer):
         if type(layer).__name__ == "Rescaling":
             layer = _quantizable_rescaling().from_config(layer.get_config())
-        if type(layer).__name__ == "HardSwish":  # the form XNNPACK runs in int8, with both hooks
-            layer = type(layer).from_config({**layer.get_config(), "for_int8": True})
+        layer = int8_layer(layer)  # hard-swish's int8 form, whose two hooks get fake-quants
         if type(layer).__name__ in HOOKED:
             return annotate(layer, _hook_config()())
         if type(layer).__name__ in OUTPUT_QUANTIZED:
