@@ -40,7 +40,7 @@ def test_help_shows_every_default_and_every_option_has_help(name, capsys):
         cli.main([name, "--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for action in _subcommands()[name]._actions:
+    for action in _subcommands()[name]._actions:  # argparse has no public list of a parser's options
         assert action.help, f"{name} {action.option_strings or action.dest} has no help"
         if action.default not in (None, False, "==SUPPRESS==") and "default" not in action.help:
             assert f"(default: {action.default})" in text, f"{name} {action.option_strings}"

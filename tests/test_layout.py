@@ -165,7 +165,7 @@ def test_cli_choices_are_the_modules_constants():
 
     parser = cli.build_parser()
     commands = parser._subparsers._group_actions[0].choices  # argparse keeps subcommands only here
-    by_flag = {(name, flag): action for name, sub in commands.items() for action in sub._actions
+    by_flag = {(name, flag): action for name, sub in commands.items() for action in sub._actions  # (no public list either)
                for flag in action.option_strings}
     assert tuple(by_flag["train", "--arch"].choices) == models.ARCH_NAMES
     assert tuple(by_flag["convert", "--mode"].choices) == tflite.MODES == tuple(cli.CONVERT_MODES)

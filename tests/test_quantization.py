@@ -94,6 +94,7 @@ def test_qat_wraps_calibrates_trains_and_converts_every_variant_to_int8(arch, mi
         assert {wrapped[n] for n in wrapped if n.endswith("_mul")} == {"Default8BitOutputQuantizeConfig"}
     # the warm-up: ranges start at tfmot's [-6, 6]; calibration sets them from the data
     rescaled = qat.get_layer("quant_rescaling")
+    # tfmot exposes a wrapper's ranges only as private fields (no public getter for a fake-quant range)
     assert float(rescaled._output_quantizer_vars["max_var"]) == 6.0
     kernel, _, kernel_range = qat.get_layer("quant_head_logits")._weight_vars[0]
     np.testing.assert_array_equal(np.asarray(kernel_range["max_var"]), 6.0)
@@ -123,7 +124,7 @@ def test_qat_wraps_calibrates_trains_and_converts_every_variant_to_int8(arch, mi
     clear = top2[:, 1] - top2[:, 0] > 0.02
     assert clear.sum() >= 16
     assert (outputs.argmax(-1) == expected.argmax(-1))[clear].all()
-    assert "HARD_SWISH" not in {op["op_name"] for op in interpreter._get_ops_details()}  # XNNPACK: float only
+    assert "HARD_SWISH" not in {op["op_name"] for op in interpreter._get_ops_details()}  # XNNPACK: float only (LiteRT lists ops only privately)
     assert report.max_abs_diff < 0.1 and report.samples == 32
     assert (tmp_path / "qat.tflite").stat().st_size == report.size_bytes
 
@@ -219,7 +220,7 @@ def test_hard_swish_is_one_fused_op_in_float_files_and_xnnpack_friendly_in_int8(
     for mode in ("float32", "int8"):
         content = tflite.convert(model, mode, representative=images[:16])
         outputs, interpreter = tflite.run_tflite(content, images[:16])
-        ops[mode] = {op["op_name"] for op in interpreter._get_ops_details()}
+        ops[mode] = {op["op_name"] for op in interpreter._get_ops_details()}  # LiteRT lists ops only privately
         assert np.abs(outputs - np.asarray(model(images[:16]))).max() < (1e-4 if mode == "float32" else 0.1)
     assert "HARD_SWISH" in ops["float32"] and "HARD_SWISH" not in ops["int8"]
     assert not any(layer.for_int8 for layer in model.layers if type(layer).__name__ == "HardSwish")

@@ -51,11 +51,12 @@ def test_optimizer_schedule_and_weight_decay_exclusions():
     model = kt.create_classifier("v1", 3, alpha=0.25, image_size=32)
     kt.set_trainable(model, "all", train_batchnorm=True)
     kt.compile_model(model, 0.01, steps=100, warmup_steps=10, weight_decay=1e-4, label_smoothing=0.1)
-    schedule = model.optimizer._learning_rate
+    schedule = model.optimizer._learning_rate  # Keras' public .learning_rate is the current value, not the schedule
     rates = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
     assert rates[0] == 0 and rates[1] == pytest.approx(0.005) and rates[2] == pytest.approx(0.01)
     assert rates[3] == pytest.approx(0.005, rel=1e-3) and rates[4] == pytest.approx(0.0, abs=1e-8)
-    decayed = {v.path: model.optimizer._use_weight_decay(v) for v in model.trainable_variables}
+    decayed = {v.path: model.optimizer._use_weight_decay(v)  # the exclusion list is applied only here
+               for v in model.trainable_variables}
     assert decayed["conv_pw_1/kernel"] and decayed["head_logits/kernel"]
     assert not decayed["conv_dw_1/kernel"] and not decayed["conv_dw_1_bn/gamma"]
     assert not decayed["head_logits/bias"]
