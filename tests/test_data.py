@@ -68,7 +68,7 @@ def test_validation_pass_lists_exactly_the_bad_files(mixed_dir):
 
 
 def test_bad_files_are_skipped_with_a_report_or_raise_in_strict_mode(mixed_dir):
-    data = kd.from_folder(mixed_dir, 32, batch_size=4, validation_split=0.0, augmentation=None)
+    data = kd.from_folder(mixed_dir, 32, batch_size=4, validation_split=0.0, test_split=0.0, augmentation=None)
     assert {os.path.basename(b.path) for b in data.skipped} == BAD
     assert data.counts == {"train": 8}
     assert "truncated.jpg" in data.report()
@@ -183,7 +183,8 @@ def test_from_arrays_accepts_gray_rgb_rgba(photos):
 
     d = load_digits()
     pixels = np.round(d.images * 255 / 16).astype(np.uint8)
-    data = kd.from_arrays(pixels, d.target, 32, validation_split=0.2, augmentation=None, crop_fraction=1.0)
+    data = kd.from_arrays(pixels, d.target, 32, validation_split=0.2, test_split=0.0, augmentation=None,
+                          crop_fraction=1.0)
     assert data.counts == {"train": 1438, "validation": 359}  # 20% of each class, rounded
     x, y = next(iter(data.validation))
     assert x.shape == (32, 32, 32, 3)

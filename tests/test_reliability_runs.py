@@ -16,7 +16,7 @@ from keras_mobilenets.app import cli
 from keras_mobilenets.train import recipe as training
 from keras_mobilenets import data as kd
 from keras_mobilenets.app.runs import (LEGACY_CONFIG_KEYS, LOCK, MARKER, RunConfig, RunLockedError, _write_marker,
-                                   quantize_run, run_lock, train_run)
+                                   quantize_run, resolve, run_lock, train_run)
 
 TINY = ["--arch", "v2", "--alpha", "0.35", "--image-size", "32", "--no-flip", "--min-crop", "0.6",
         "--crop-fraction", "1.0", "--batch-size", "16"]
@@ -41,10 +41,10 @@ def _config(data, **recipe):
 
 
 def _our_run(folder, config):
-    """A run folder as train_run leaves it before its first epoch: marker and config.json."""
+    """A run folder as train_run leaves it before its first epoch: marker and config.json (with "auto" chosen)."""
     os.makedirs(folder)
     _write_marker(str(folder), "train")
-    (folder / "config.json").write_text(json.dumps(config.to_json()))
+    (folder / "config.json").write_text(json.dumps(resolve(config)[0].to_json()))
 
 
 class _Killed(Exception):

@@ -5,6 +5,7 @@
 
 from keras_mobilenets.data.pipelines import (
     IMAGE_EXTENSIONS,
+    MAX_FILE_BYTES,
     Augmentation,
     BadFile,
     DataError,
