@@ -289,7 +289,10 @@ def _serving_functions(model, table, top_k):
     k = min(top_k, classes)
 
     def predict(images):
-        scores = tf.cast(model(preprocess_input(images, model=model), training=False), tf.float32)
+        # TF's fused conv + BatchNorm kernels fail on an empty batch: run one blank image, keep none
+        count = tf.shape(images)[0]
+        images = tf.cond(count > 0, lambda: images, lambda: tf.zeros((1, height, width, 3), images.dtype))
+        scores = tf.cast(model(preprocess_input(images, model=model), training=False), tf.float32)[:count]
         if softmax:
             scores = tf.nn.softmax(scores)
         top_scores, top_ids = tf.math.top_k(scores, k=k)

@@ -447,45 +447,71 @@ def _callbacks(model, out_dir, stage, monitor, best, recipe, verbose):
 
 def recalibrate_batchnorm(model, dataset, batches=16):
     """Replace the moving statistics of every trainable BatchNorm by their average over `batches` batches
-    of `dataset` under the current weights.
+    of `dataset` under the current weights; returns how many batches were seen.
 
     In a short run from scratch the weights move faster than a moving average follows: after ~40 steps
     the stored statistics no longer fit the weights, and a model that trains at 96% scored 33% in
-    inference mode (one class for everything). Momentum k / (k + 1) on the k-th batch makes the moving
-    average an exact running mean. Frozen BatchNorm layers run in inference mode and are left alone.
+    inference mode (one class for everything). Frozen BatchNorm layers run in inference mode and are left
+    alone.
     """
-    layers = [unwrapped(layer) for layer in model.layers]
-    norms = [layer for layer in layers if type(layer).__name__ == "BatchNormalization" and layer.trainable]
-    if not norms or not batches:
-        return 0
-    saved = [layer.momentum for layer in norms]
-    seen = 0
-    try:
-        for images, _ in dataset.take(batches):
-            for layer in norms:
-                layer.momentum = seen / (seen + 1)
-            model(images, training=True)
-            seen += 1
-    finally:
-        for layer, momentum in zip(norms, saved):
-            layer.momentum = momentum
-    return seen
+    return _Recalibration(model, batches)(dataset)
 
 
-def _recalibration(keras, dataset, batches):
+class _Recalibration:
+    """`recalibrate_batchnorm` as a reusable pass: one traced forward, kept across epochs.
+
+    The forward runs with momentum 0 (the moving statistics become the batch's own), and the batch
+    statistics are averaged here; the layers' momentum is restored after every pass.
+    """
+
+    def __init__(self, model, batches):
+        import tensorflow as tf
+
+        layers = [unwrapped(layer) for layer in model.layers]
+        self.norms = [layer for layer in layers if type(layer).__name__ == "BatchNormalization" and layer.trainable]
+        self.batches = batches
+        self.forward = tf.function(lambda images: model(images, training=True), reduce_retracing=True)
+
+    def __call__(self, dataset):
+        if not self.norms or not self.batches:
+            return 0
+        saved = [layer.momentum for layer in self.norms]
+        sums = [[0.0, 0.0] for _ in self.norms]
+        seen = 0
+        try:
+            for layer in self.norms:
+                layer.momentum = 0.0  # read when the forward is traced, on its first call
+            for images, _ in dataset.take(self.batches):
+                self.forward(images)
+                for total, layer in zip(sums, self.norms):
+                    total[0] += np.asarray(layer.moving_mean)
+                    total[1] += np.asarray(layer.moving_variance)
+                seen += 1
+        finally:
+            for layer, momentum in zip(self.norms, saved):
+                layer.momentum = momentum
+        for (mean, variance), layer in zip(sums, self.norms):
+            if seen:
+                layer.moving_mean.assign(mean / seen)
+                layer.moving_variance.assign(variance / seen)
+        return seen
+
+
+def _recalibration(keras, model, dataset, batches):
     """A callback that recalibrates BatchNorm before each validation pass of `fit` (so validation, the
     best checkpoint and the final model all use statistics that fit the weights)."""
+    recalibrate = _Recalibration(model, batches)
 
     class BatchNormRecalibration(keras.callbacks.Callback):
         validated = False
 
         def on_test_begin(self, logs=None):
-            recalibrate_batchnorm(self.model, dataset, batches)
+            recalibrate(dataset)
             self.validated = True
 
         def on_epoch_end(self, epoch, logs=None):  # runs before the checkpoint callbacks (first in line)
             if not self.validated:
-                recalibrate_batchnorm(self.model, dataset, batches)
+                recalibrate(dataset)
             self.validated = False
 
     return BatchNormRecalibration()
@@ -547,7 +573,7 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
         best = max((r[monitor] for r in rows if monitor in r), default=None)
         ours = _callbacks(model, out_dir, stage, monitor, best, recipe, verbose)
         if recipe.recalibrate_batchnorm and strategy is None and flavor_of(model).name == "keras":
-            ours.insert(0, _recalibration(flavor_of(model).keras, train, recipe.recalibrate_batchnorm))
+            ours.insert(0, _recalibration(flavor_of(model).keras, model, train, recipe.recalibrate_batchnorm))
         model.fit(train, validation_data=validation, epochs=last, initial_epoch=first,
                   callbacks=ours + list(callbacks), verbose=verbose,
                   shuffle=False)  # (the pipelines shuffle; True only makes Keras warn)
