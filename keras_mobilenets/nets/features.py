@@ -39,7 +39,7 @@ def feature_extractor(model, strides=FEATURE_STRIDES, name=None):
             f"{tuple(sorted(available))} (output_stride limits the deepest one)."
         )
     outputs = [model.get_layer(available[s].layer).output for s in strides]
-    extractor = flavor_of(model).model(model.inputs, outputs, name=name or f"{model.name}_features")
+    extractor = flavor_of(model).model(model.input, outputs, name=name or f"{model.name}_features")
     set_block_info(extractor, block_info(model))
     extractor.feature_info = [available[s] for s in strides]
     return extractor

@@ -146,7 +146,7 @@ def add_head(model, num_classes, dropout=0.2, name=None):
     x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Dense(num_classes, dtype="float32", name="head_logits")(x)
     outputs = layers.Activation("softmax", dtype="float32", name="head_softmax")(x)
-    head_model = flavor_of(model).model(model.inputs, outputs, name=name or f"{model.name}_classifier")
+    head_model = flavor_of(model).model(model.input, outputs, name=name or f"{model.name}_classifier")
     head_model.block_info = getattr(model, "block_info", ())
     return head_model
 
