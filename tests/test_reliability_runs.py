@@ -201,3 +201,35 @@ def test_cut_short_history_row_names_the_file_and_line(tmp_path):
     path.write_text("epoch,accuracy,loss\n0,0.5,1.2\n1,0.6,x")
     with pytest.raises(ValueError, match=r"history\.csv line 3"):
         training.read_history(str(path))
+
+
+def test_best_checkpoint_is_renamed_into_place_so_a_cut_write_keeps_the_old_one(tmp_path):
+    """A kill while ModelCheckpoint wrote best.weights.h5 in place left a truncated file that every re-run
+    then failed to restore. The new file is written under a temporary name: a write cut short (here a
+    folder where the temporary file must go) leaves the previous best whole, and a cut-short temporary
+    file left by a kill is never renamed into place."""
+    import keras
+
+    model = training.create_classifier("v2", 3, alpha=0.35, image_size=32)
+    best = tmp_path / "best.weights.h5"
+    checkpoint = training.AtomicModelCheckpoint(str(best), monitor="val_accuracy", mode="max",
+                                                save_best_only=True, save_weights_only=True)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.5})
+    saved = [np.array(w) for w in model.weights]
+    model.get_layer("head_logits").kernel.assign(np.zeros(model.get_layer("head_logits").kernel.shape))
+    (tmp_path / "best.tmp.weights.h5").mkdir()  # the next write cannot complete
+    with pytest.raises(OSError):
+        checkpoint.on_epoch_end(1, {"val_accuracy": 0.6})
+    (tmp_path / "best.tmp.weights.h5").rmdir()
+    (tmp_path / "best.tmp.weights.h5").write_bytes(b"\x89HDF\r\n")  # a kill's leftover, then no improvement
+    checkpoint.on_epoch_end(2, {"val_accuracy": 0.4})
+    copy = training.create_classifier("v2", 3, alpha=0.35, image_size=32)
+    copy.load_weights(str(best))  # the first best, whole
+    for expected, got in zip(saved, copy.weights):
+        np.testing.assert_array_equal(expected, np.array(got))
+    assert not (tmp_path / "best.tmp.weights.h5").exists()
+    checkpoint.on_epoch_end(3, {"val_accuracy": 0.9})  # an improvement replaces it
+    copy.load_weights(str(best))
+    assert not np.any(np.array(copy.get_layer("head_logits").kernel))
+    assert isinstance(checkpoint, keras.callbacks.ModelCheckpoint)

@@ -321,6 +321,26 @@ def _state(out_dir):
     return state
 
 
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """ModelCheckpoint that writes a `.weights.h5` file under a temporary name and renames it into place,
+    so a kill during the write leaves the previous best file whole (Keras writes in place)."""
+
+    def _save_model(self, epoch, batch, logs):
+        final = self.filepath
+        if not final.endswith(".weights.h5"):
+            return super()._save_model(epoch, batch, logs)
+        tmp = final[:-len(".weights.h5")] + ".tmp.weights.h5"
+        if os.path.lexists(tmp):  # what a kill left mid-write
+            os.remove(tmp)
+        try:
+            self.filepath = tmp
+            super()._save_model(epoch, batch, logs)  # writes tmp only when the monitored value improved
+        finally:
+            self.filepath = final
+        if os.path.exists(tmp):
+            os.replace(tmp, final)
+
+
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """BackupAndRestore whose backups survive a kill at any instant.
 
@@ -434,7 +454,8 @@ def _callbacks(model, out_dir, stage, monitor, best, recipe, verbose):
     # the backup is deleted by fit once state.json marks the stage done, not at the end of model.fit
     callbacks = [backup(os.path.join(out_dir, "backup", stage), delete_checkpoint=False)]
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
-    callbacks.append(keras.callbacks.ModelCheckpoint(
+    checkpoint = AtomicModelCheckpoint if flavor_of(model).name == "keras" else keras.callbacks.ModelCheckpoint
+    callbacks.append(checkpoint(
         weights_file(model, out_dir, "best"), monitor=monitor, mode="max", save_best_only=True,
         save_weights_only=True, initial_value_threshold=best, verbose=0))  # fit's own lines say enough
     if recipe.early_stopping_patience:
