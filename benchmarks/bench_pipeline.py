@@ -52,7 +52,7 @@ def main():
     from keras_mobilenets.train import recipe as kt
 
     root = write_jpeg_folder(os.path.join(tempfile.mkdtemp(), "jpegs"), args.images)
-    data = kd.from_folder(root, args.size, batch_size=args.batch_size, validation_split=0.0)
+    data = kd.from_folder(root, args.size, batch_size=args.batch_size, validation_split=0.0, test_split=0.0)
     n = data.counts["train"]
     eval_pipeline = kd.from_files(*kd.scan_folder(root)[:2], None, args.size, args.batch_size)
     pixels = np.concatenate([x.numpy() for x, _ in eval_pipeline])

@@ -26,7 +26,8 @@ def _accuracy(model, images, labels):
     from keras_mobilenets.data import pipelines as kd
     from keras_mobilenets.train import recipe as kt
 
-    data = kd.from_arrays(images, labels, 32, validation_split=0.0, augmentation=None, crop_fraction=1.0)
+    data = kd.from_arrays(images, labels, 32, validation_split=0.0, test_split=0.0, augmentation=None,
+                          crop_fraction=1.0)
     return kt.evaluate(model, data.train, data.class_names)["accuracy"]
 
 
@@ -41,7 +42,7 @@ def compare(images, labels, seeds, work):
     augmentation = kd.Augmentation(crop_scale=(0.6, 1.0), flip=False)
     first = labels < 5
     source = kd.from_arrays(images[first], labels[first], 32, batch_size=32, validation_split=0.1,
-                            augmentation=augmentation, crop_fraction=1.0, seed=1)
+                            test_split=0.0, augmentation=augmentation, crop_fraction=1.0, seed=1)
     base = kt.create_classifier("v2", 5, alpha=0.35, image_size=32, bn_momentum=0.9)
     kt.fit(base, source, os.path.join(work, "source"),
            kt.Recipe(epochs=12, freeze_backbone=False, learning_rate=5e-3, tensorboard=False), verbose=0)
@@ -54,7 +55,7 @@ def compare(images, labels, seeds, work):
     assert 0.09 <= len(few) / len(train_part) <= 0.11 and not set(few) & set(test_part)
     runs = {"transfer": [], "scratch": []}
     for seed in seeds:
-        target = kd.from_arrays(x[few], y[few], 32, batch_size=16, validation_split=0.0,
+        target = kd.from_arrays(x[few], y[few], 32, batch_size=16, validation_split=0.0, test_split=0.0,
                                 augmentation=augmentation, crop_fraction=1.0, seed=2 + seed)
         keras.utils.set_random_seed(seed)
         base.load_weights(base_weights)  # add_head shares the backbone's layers
