@@ -6,26 +6,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from keras_mobilenets.app import cli
 from keras_mobilenets.train import recipe as training
 
-TINY = ["--arch", "v2", "--alpha", "0.35", "--image-size", "32", "--no-flip", "--min-crop", "0.6",
-        "--crop-fraction", "1.0", "--batch-size", "16"]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, digit_arrays):
-    images, labels = digit_arrays
-    root = tmp_path_factory.mktemp("tiny")
-    for label in range(3):
-        (root / str(label)).mkdir()
-        for index in np.flatnonzero(labels == label)[:12]:
-            Image.fromarray(images[index]).resize((32, 32)).save(root / str(label) / f"{index}.png")
-    return str(root)
+from conftest import TINY
 
 
 def _subcommands():

@@ -9,7 +9,6 @@ call again after a crash resumes where it stopped.
 
 import contextlib
 import csv
-import json
 import math
 import os
 import shutil
