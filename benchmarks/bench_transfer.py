@@ -5,7 +5,7 @@ new head on 10% of the 5-9 training images (64 images): stage 1 head only (10 ep
 block with BatchNorm frozen (20 epochs); against the same network trained from scratch on those images
 for 30 epochs. Accuracies are on the 5-9 test split (30%, never trained on). With 64 training images
 one run of either side varies by about +-0.08, so the figure is the mean over seeds.
-`tests/test_training.py` runs seed 0 of this same experiment.
+`tests/test_training.py` runs seeds 0 and 1 of this same experiment.
 
     python benchmarks/bench_transfer.py --seeds 0 1 2
 """

@@ -290,8 +290,9 @@ def _serving_functions(model, table, top_k):
 
     def predict(images):
         # TF's fused conv + BatchNorm kernels fail on an empty batch: run one blank image, keep none
+        # (concat and slice, not tf.cond: the graph keeps its static shapes and still converts to TFLite)
         count = tf.shape(images)[0]
-        images = tf.cond(count > 0, lambda: images, lambda: tf.zeros((1, height, width, 3), images.dtype))
+        images = tf.concat([images, tf.zeros((1, height, width, 3), images.dtype)], 0)[:tf.maximum(count, 1)]
         scores = tf.cast(model(preprocess_input(images, model=model), training=False), tf.float32)[:count]
         if softmax:
             scores = tf.nn.softmax(scores)
