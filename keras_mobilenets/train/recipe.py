@@ -328,7 +328,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         final = self.filepath
         if not final.endswith(".weights.h5"):
             return super()._save_model(epoch, batch, logs)
-        tmp = final[:-len(".weights.h5")] + ".tmp.weights.h5"
+        tmp = _temporary_name(final)
         if os.path.lexists(tmp):  # what a kill left mid-write
             os.remove(tmp)
         try:
@@ -414,13 +414,18 @@ def weights_exist(path):
     return os.path.exists(path) or os.path.exists(path + ".index")
 
 
+def _temporary_name(path):
+    """The name a `.weights.h5`/`.h5` file is written under before it is renamed to `path`."""
+    ext = ".weights.h5" if path.endswith(".weights.h5") else ".h5"
+    return f"{path[:-len(ext)]}.tmp{ext}"
+
+
 def _save_weights_atomic(model, path):
     """save_weights to a temporary name, then rename: a kill leaves the old file or the new one."""
     if path.endswith(".ckpt"):  # a TF checkpoint: written atomically by TF itself
         model.save_weights(path)
         return
-    ext = ".weights.h5" if path.endswith(".weights.h5") else ".h5"
-    tmp = f"{path[:-len(ext)]}.tmp{ext}"
+    tmp = _temporary_name(path)
     model.save_weights(tmp)
     os.replace(tmp, path)
 
@@ -510,8 +515,8 @@ class _Recalibration:
         finally:
             for layer, momentum in zip(self.norms, saved):
                 layer.momentum = momentum
-        for (mean, variance), layer in zip(sums, self.norms):
-            if seen:
+        if seen:
+            for (mean, variance), layer in zip(sums, self.norms):
                 layer.moving_mean.assign(mean / seen)
                 layer.moving_variance.assign(variance / seen)
         return seen
