@@ -311,7 +311,7 @@ def build_parser():
                        "to pick the best epoch")
     train.add_argument("--test-split", type=float, default=0.2, help="fraction of each class held out for "
                        "the final test accuracy")
-    train.add_argument("--seed", type=int, default=0, help="seed of the split and the augmentation")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split, the augmentation and the initial weights")
     train.add_argument("--no-flip", action="store_true", help="no horizontal flips (digits, text)")
     train.add_argument("--min-crop", type=_auto(float), default="auto",
                        help="smallest random crop (area fraction)")

@@ -434,6 +434,7 @@ def _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose
         write_json(os.path.join(out_dir, "split.json"), data.files)
         write_atomic(os.path.join(out_dir, "labels.txt"), "\n".join(data.class_names) + "\n")
 
+    keras.utils.set_random_seed(config.seed)  # the initial weights and dropout follow the run's seed too
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         model = build_classifier(config, data.num_classes)
