@@ -219,3 +219,40 @@ def test_best_checkpoint_is_renamed_into_place_so_a_cut_write_keeps_the_old_one(
     copy.load_weights(str(best))
     assert not np.any(np.array(copy.get_layer("head_logits").kernel))
     assert isinstance(checkpoint, keras.callbacks.ModelCheckpoint)
+
+
+def test_best_checkpoint_breaks_accuracy_ties_by_the_lower_loss(tmp_path):
+    """On 6 validation images the accuracy reached 100% by epoch 4 of 60 and, by accuracy alone, that
+    least-trained epoch was kept (test accuracy 50-58% over seeds in the plain photo-folder run). Equal
+    accuracy with a lower loss is better; with a higher loss it is not; a resumed run starts from the
+    best row of its history."""
+    model = training.create_classifier("v2", 3, alpha=0.35, image_size=32)
+    best = tmp_path / "best.weights.h5"
+    kernel = model.get_layer("head_logits").kernel
+
+    def epoch(checkpoint, number, accuracy, loss, value):
+        kernel.assign(np.full(kernel.shape, value, "float32"))
+        checkpoint.on_epoch_end(number, {"val_accuracy": accuracy, "val_loss": loss})
+
+    def kept():
+        copy = training.create_classifier("v2", 3, alpha=0.35, image_size=32)
+        copy.load_weights(str(best))
+        return float(np.array(copy.get_layer("head_logits").kernel)[0, 0])
+
+    settings = dict(monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True)
+    checkpoint = training.AtomicModelCheckpoint(str(best), **settings)
+    checkpoint.set_model(model)
+    epoch(checkpoint, 0, 1.0, 0.6, 1.0)
+    epoch(checkpoint, 1, 1.0, 0.2, 2.0)  # same accuracy, lower loss: kept
+    epoch(checkpoint, 2, 1.0, 0.3, 3.0)  # same accuracy, higher loss: not kept
+    epoch(checkpoint, 3, 0.8, 0.01, 4.0)  # lower accuracy, whatever the loss: not kept
+    assert kept() == 2.0
+    rows = [{"epoch": 0, "val_accuracy": 1.0, "val_loss": 0.6}, {"epoch": 1, "val_accuracy": 1.0, "val_loss": 0.2},
+            {"epoch": 2, "val_accuracy": 1.0, "val_loss": 0.3}]
+    assert training.best_row(rows, "val_accuracy")["epoch"] == 1
+    resumed = training.AtomicModelCheckpoint(str(best), initial_row=rows[1], **settings)
+    resumed.set_model(model)
+    epoch(resumed, 3, 1.0, 0.25, 5.0)  # worse than the history's best: the file stays
+    assert kept() == 2.0
+    epoch(resumed, 4, 1.0, 0.1, 6.0)
+    assert kept() == 6.0

@@ -478,8 +478,8 @@ def _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose
 
 
 def _best_epoch(rows, monitor):
-    scored = [(r[monitor], r["epoch"]) for r in rows if monitor in r]
-    return int(max(scored, key=lambda t: (t[0], -t[1]))[1]) + 1 if scored else None  # first best
+    row = training.best_row(rows, monitor)
+    return int(row["epoch"]) + 1 if row else None
 
 
 def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_dir=None):

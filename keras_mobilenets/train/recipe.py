@@ -320,9 +320,39 @@ def _state(out_dir):
     return state
 
 
+def rank(row, monitor):
+    """How good an epoch's `row` (history or logs) is: the monitored accuracy, then the lower loss.
+
+    On a small validation set the accuracy saturates early (6 images: 100% by epoch 4 of 60); by accuracy
+    alone the first such epoch, the least trained one, would be kept."""
+    loss = row.get(monitor.replace("accuracy", "loss"))
+    return float(row[monitor]), -float(loss) if loss is not None else 0.0
+
+
+def best_row(rows, monitor):
+    """The history row `rank` puts first (the earliest among exact ties), or None."""
+    scored = [row for row in rows if monitor in row]
+    return max(scored, key=lambda row: (rank(row, monitor), -row["epoch"])) if scored else None
+
+
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
     """ModelCheckpoint that writes a `.weights.h5` file under a temporary name and renames it into place,
-    so a kill during the write leaves the previous best file whole (Keras writes in place)."""
+    so a kill during the write leaves the previous best file whole (Keras writes in place); "best" is by
+    `rank` (accuracy, then loss), starting from `initial_row` (the best epoch of an interrupted run)."""
+
+    def __init__(self, *args, initial_row=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._best_rank = rank(initial_row, self.monitor) if initial_row else None
+
+    def _should_save_model(self, epoch, batch, logs, filepath):
+        logs = logs or {}
+        if not self.save_best_only or logs.get(self.monitor) is None:
+            return super()._should_save_model(epoch, batch, logs, filepath)
+        current = rank(logs, self.monitor)
+        if self._best_rank is not None and current <= self._best_rank:
+            return False
+        self._best_rank, self.best = current, current[0]
+        return True
 
     def _save_model(self, epoch, batch, logs):
         final = self.filepath
@@ -458,10 +488,14 @@ def _callbacks(model, out_dir, stage, monitor, best, recipe, verbose):
     # the backup is deleted by fit once state.json marks the stage done, not at the end of model.fit
     callbacks = [backup(os.path.join(out_dir, "backup", stage), delete_checkpoint=False)]
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
-    checkpoint = AtomicModelCheckpoint if flavor_of(model).name == "keras" else keras.callbacks.ModelCheckpoint
-    callbacks.append(checkpoint(
-        weights_file(model, out_dir, "best"), monitor=monitor, mode="max", save_best_only=True,
-        save_weights_only=True, initial_value_threshold=best, verbose=0))  # fit's own lines say enough
+    settings = dict(monitor=monitor, mode="max", save_best_only=True, save_weights_only=True,
+                    verbose=0)  # fit's own lines say enough
+    if flavor_of(model).name == "keras":
+        callbacks.append(AtomicModelCheckpoint(weights_file(model, out_dir, "best"), initial_row=best,
+                                               **settings))
+    else:  # tf_keras (multi-worker): by accuracy alone
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            weights_file(model, out_dir, "best"), initial_value_threshold=best and best[monitor], **settings))
     if recipe.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
                                                        patience=recipe.early_stopping_patience))
@@ -595,8 +629,7 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
                           warmup_steps=int(round(recipe.warmup_epochs * steps)),
                           weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing)
         rows = read_history(history_path)
-        best = max((r[monitor] for r in rows if monitor in r), default=None)
-        ours = _callbacks(model, out_dir, stage, monitor, best, recipe, verbose)
+        ours = _callbacks(model, out_dir, stage, monitor, best_row(rows, monitor), recipe, verbose)
         if recipe.recalibrate_batchnorm and strategy is None and flavor_of(model).name == "keras":
             ours.insert(0, _recalibration(flavor_of(model).keras, model, train, recipe.recalibrate_batchnorm))
         model.fit(train, validation_data=validation, epochs=last, initial_epoch=first,
