@@ -110,6 +110,10 @@ def test_output_strides():
         model = LRASPP("v3-small", num_classes=3, output_stride=output_stride, low_stride=low_stride, **SMALL)
         assert model.output.shape == (None, 64, 64, 3)
         assert model.get_layer("lraspp_upsample").size == (output_stride // low_stride,) * 2
+    # the paper's large average pool ((49, 49), stride (16, 20) at 1024x2048), here on an 8x10 feature map
+    model = LRASPP("v3-small", num_classes=3, alpha=0.35, input_shape=(128, 160, 3), pool=((4, 5), (4, 5)))
+    assert model.get_layer("lraspp_pool").output.shape[1:3] == (2, 2)
+    assert model.get_layer("lraspp_gate_upsample").size == (4, 5)
     model = DeepLabV3("v2", num_classes=3, aspp=True, output_stride=8, **SMALL)
     assert model.get_layer("aspp3").dilation_rate == (36, 36) and model.output.shape == (None, 64, 64, 3)
     assert model.get_layer("logits_upsample").size == (8, 8)
