@@ -129,6 +129,11 @@ def check_pair(image, mask, num_classes, ignore_label=IGNORE_LABEL, root=None, f
     bad, _ = _check_file(image, root, follow_links)
     if bad is not None:
         return bad
+    if root is not None and not follow_links:
+        real, top = os.path.realpath(mask), os.path.realpath(root)
+        if os.path.commonpath([real, top]) != top:
+            return BadFile(mask, f"resolves outside the data folder (to {real}); links out of the folder "
+                                 "are skipped unless follow_links=True")
     try:
         array = read_mask(mask)
     except ValueError as error:
