@@ -43,6 +43,10 @@ from keras_mobilenets.nets.spec import (
     minimalistic,
 )
 from keras_mobilenets.nets.weights import WeightsUnavailableError
+# --- segmentation (issue 16) ---
+from keras_mobilenets.nets.segmentation import DeepLabV3, DeepLabV3Head, LRASPP, LRASPPHead
+from keras_mobilenets.nets.tails import reduce_tail
+# --- end segmentation ---
 from keras_mobilenets.nets.flavors import get_flavor as _get_flavor
 
 # Defines and registers the Keras 3 HardSwish / HardSigmoid now, so a .keras file with them loads with

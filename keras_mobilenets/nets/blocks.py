@@ -94,6 +94,7 @@ def inverted_residual(x, row, ctx):
                   pad_name=f"{prefix}{names.pad}")
     x = ctx.batch_norm(f"{prefix}depthwise{names.bn}")(x)
     x = ctx.activation(row.activation, f"{prefix}depthwise")(x)
+    ctx.expanded = x  # DeepLab's "layer_i/depthwise_output" tap for segmentation heads
     if row.se:
         x = squeeze_excite(x, ctx, prefix)
     x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"{prefix}project")(x)

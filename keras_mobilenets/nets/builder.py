@@ -54,6 +54,8 @@ class BuildContext:
         self.dilation = 1
         self.block_index = None
         self.base_channels = None
+        self.expanded = None  # a block's expanded (depthwise) activation, when it has one
+        self.features = []  # (BlockInfo, output tensor, expanded tensor or None) per row, for heads
 
     def channels(self, paper_channels, rule=None):
         """Filters for a layer the paper gives `paper_channels`, under the table's width rule."""
@@ -125,9 +127,11 @@ def build(arch, input_shape=(None, None, 3), input_tensor=None, name=None, flavo
     for row, function in zip(rows, functions):
         numbered = getattr(row, "numbered", True)
         ctx.block_index = index if numbered else None
+        ctx.expanded = None
         x = function(x, row, ctx)
         records.append(BlockInfo(ctx.block_index, row.block, flavor.layer_of(x).name, ctx.stride,
                                  ctx.dilation, int(x.shape[-1])))
+        ctx.features.append((records[-1], x, ctx.expanded))
         ctx.base_channels = _paper_channels(row, ctx.base_channels)
         index += numbered
 
