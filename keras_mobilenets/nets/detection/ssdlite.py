@@ -183,7 +183,7 @@ def SSDLite(backbone: str | Architecture = "v2", alpha: float = 1.0, num_classes
     class_logits = layers.Concatenate(axis=1, name="class_logits")(logits)
     size = "x".join(str(s) for s in input_shape[:2])
     model_name = name or f"{detector.name}_{label}{'_reduced_tail' if reduced_tail else ''}_{alpha:g}_{size}"
-    model = flavor_obj.model(backbone_model.inputs, [box_encodings, class_logits], name=model_name)
+    model = flavor_obj.model(backbone_model.input, [box_encodings, class_logits], name=model_name)
 
     records = list(block_info(backbone_model))
     for index, row in enumerate(detector.extra, start=2):
