@@ -219,7 +219,7 @@ def test_heads_and_extra_layers_are_swappable_registry_rows():
     custom = replace(detector, extra=(SSDLiteExtra(128), SSDLiteExtra(64)))
     model = km.SSDLite(**SMALL, detector=custom)
     assert len(model.detector_config.feature_map_sizes) == 4
-    assert model.get_layer("extra_3_conv").output.shape[-1] == 16  # max(16, int(64 * 0.35))
+    assert model.get_layer("extra_3_conv").output.shape[-1] == 22  # max(16, int(64 * 0.35))
     assert km.ssd_anchors(model).shape[0] == model.outputs[0].shape[1]
 
 
@@ -246,3 +246,33 @@ def test_a_backbone_without_the_stride_32_tap_is_refused():
         km.SSDLite(replace(MOBILENET_V2, rows=rows), alpha=0.35, num_classes=2, input_shape=(96, 96, 3))
     with pytest.raises(ValueError, match="reduced_tail=True is not allowed"):
         reduced_tail(replace(MOBILENET_V2, rows=MOBILENET_V2.rows[:1]))
+
+
+def test_tflite_file_ends_in_the_detection_postprocess_op_and_agrees_with_keras():
+    """Float TFLite with TFLite_Detection_PostProcess (regular, per-class NMS) run by LiteRT vs the Keras
+    outputs through decode_detections: the same top boxes (IoU > 0.99), classes and scores. A small user
+    table (five strided depthwise-separable rows) keeps the conversion short; the head is torchvision's
+    (softmax, no bias prior), so scores differ from anchor to anchor."""
+    from keras_mobilenets.deploy.detection_tflite import convert_detector, run_detector_tflite
+    from keras_mobilenets.nets.spec import Architecture, ConvBN, ConvClassifier, DepthwiseSeparable
+    from keras_mobilenets.nets.detection.targets import iou
+
+    tiny = Architecture(name="tiny", rows=(ConvBN(16, stride=2, name="stem"),) + tuple(
+        DepthwiseSeparable(c, 2) for c in (16, 24, 32, 48)), classifier=ConvClassifier(), width="int",
+        first_block_index=1)
+    model = km.SSDLite(tiny, alpha=1.0, num_classes=3, input_shape=(96, 96, 3), preset="torchvision")
+    content = convert_detector(model, max_detections=10, use_regular_nms=True)
+    images = np.random.default_rng(3).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
+    lite = run_detector_tflite(content, images)
+    config = km.detector_config(model)
+    box_encodings, class_logits = model(images)
+    ours = km.decode_detections(box_encodings, class_logits, km.ssd_anchors(config), max_detections=10,
+                                score_converter=config.score_converter, clip_boxes=False)
+    np.testing.assert_array_equal(lite["num_detections"], ours["num_detections"].numpy())
+    for b in range(2):
+        overlap = iou(lite["detection_boxes"][b], ours["detection_boxes"][b]).numpy()
+        for i in range(5):  # the five best: a Keras detection of the same class, box and score
+            j = int(np.argmax(overlap[i]))
+            assert overlap[i, j] > 0.99
+            assert lite["detection_classes"][b, i] == ours["detection_classes"][b, j]
+            assert abs(lite["detection_scores"][b, i] - ours["detection_scores"][b, j]) < 1e-4

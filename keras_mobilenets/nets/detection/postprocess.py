@@ -24,18 +24,19 @@ def class_scores(class_logits, score_converter="sigmoid"):
 
 def decode_detections(box_encodings, class_logits, anchors, max_detections=100, score_threshold=1e-8,
                       iou_threshold=0.6, score_converter="sigmoid", box_scales=(10.0, 10.0, 5.0, 5.0),
-                      max_detections_per_class=None):
+                      max_detections_per_class=None, clip_boxes=True):
     """Per-class NMS over all anchors with `tf.image.combined_non_max_suppression`.
 
     Defaults are the Object Detection API's SSDLite post-processing (score 1e-8, IoU 0.6, 100 boxes,
     sigmoid scores); torchvision's are score 0.001, IoU 0.55, softmax. Pass the model's own
-    `detector_config(model).score_converter` and `box_scales`.
+    `detector_config(model).score_converter` and `box_scales`. `clip_boxes` clips to the image (as the
+    Object Detection API); TFLite's TFLite_Detection_PostProcess does not clip.
     """
     boxes = decode_boxes(box_encodings, anchors, box_scales)
     scores = class_scores(class_logits, score_converter)
     boxes, scores, classes, count = tf.image.combined_non_max_suppression(
         tf.expand_dims(boxes, 2), scores, max_output_size_per_class=max_detections_per_class or max_detections,
         max_total_size=max_detections, iou_threshold=iou_threshold, score_threshold=score_threshold,
-        clip_boxes=True)
+        clip_boxes=clip_boxes)
     return {"detection_boxes": boxes, "detection_classes": classes, "detection_scores": scores,
             "num_detections": count}
