@@ -213,7 +213,8 @@ def test_plain_train_command_on_a_folder_of_small_photos(tmp_path):
     """`train --data DIR --out RUN` and nothing else, on 25x25 crops of two real photos: the run picks its
     size, width, epochs and crops from the images, says so in one line before the first epoch, and learns.
     (Before: V2 1.0 at 224 px, 10 epochs, ImageNet crops -- chance accuracy on such a folder; then 58% with
-    the automatic choices until BatchNorm was recalibrated before each validation.)"""
+    the automatic choices until BatchNorm was recalibrated before each validation; then 50-67% on some seeds
+    while the first epoch with 100% on the 6 validation images was kept, until ties went to the lower loss.)"""
     from photo_folders import photo_folder
 
     folder = photo_folder(tmp_path / "photos", ("china", "flower"), 25, 30)
@@ -231,7 +232,8 @@ def test_plain_train_command_on_a_folder_of_small_photos(tmp_path):
     assert (config["image_size"], config["alpha"], config["recipe"]["epochs"]) == (64, 0.35, 60)
     with open(os.path.join(run, "metrics.json")) as handle:
         metrics = json.load(handle)
-    assert metrics["test"]["images"] == 12 and metrics["test"]["accuracy"] >= 0.9, metrics["test"]
+    # seeds 0-5 gave 11 or 12 of 12 (BENCHMARKS.md); one image of margin for another CPU's numerics
+    assert metrics["test"]["images"] == 12 and metrics["test"]["accuracy"] >= 10 / 12, metrics["test"]
     assert metrics["warning"] is None and "near chance" not in out.stdout
 
     # explicit flags win over the automatic choices, and only what was left to "auto" is listed
