@@ -18,7 +18,8 @@ from keras_mobilenets.optimize.int8_form import int8_layer
 from keras_mobilenets.optimize.tf_keras_copy import to_tf_keras
 from keras_mobilenets.optimize.tfmot import tfmot as _tfmot
 
-OUTPUT_QUANTIZED = ("Multiply",)
+OUTPUT_QUANTIZED = ("Multiply", "Dot")  # SE's scale; Mobile MQA's two matmuls (not in tfmot's registry)
+_FOLDED_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")  # a BatchNorm after these is folded by tfmot
 HOOKED = ("HardSwish", "HardSigmoid", "QuantizableRescaling")
 HOOKS = ("activation", "scaled_activation")  # identity attributes our layers call inside, in this order
 
@@ -140,6 +141,15 @@ def _scheme(per_channel):
     return Scheme(disable_per_axis=not per_channel)
 
 
+def _standalone_batch_norm(layer):
+    """A BatchNormalization that follows no conv (Mobile MQA's input norm): tfmot's registry has no
+    config for it, so it gets an output fake-quant (TFLite's MUL + ADD then run in int8)."""
+    if type(layer).__name__ != "BatchNormalization":
+        return False
+    inbound = layer.inbound_nodes[0].inbound_layers
+    return type(inbound).__name__ not in _FOLDED_INTO
+
+
 def quantize_model(model, per_channel=True):
     """A tfmot QAT model (tf_keras) of one of our Keras 3 (or tf_keras) models, weights copied.
 
@@ -166,7 +176,7 @@ def quantize_model(model, per_channel=True):
         layer = int8_layer(layer)  # hard-swish's int8 form, whose two hooks get fake-quants
         if type(layer).__name__ in HOOKED:
             return annotate(layer, _hook_config()())
-        if type(layer).__name__ in OUTPUT_QUANTIZED:
+        if type(layer).__name__ in OUTPUT_QUANTIZED or _standalone_batch_norm(layer):
             return annotate(layer, configs.Default8BitOutputQuantizeConfig())
         if type(layer).__name__ == "InputLayer":
             return layer
