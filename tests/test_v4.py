@@ -105,6 +105,10 @@ def test_bad_rows_and_arguments_name_the_value_and_what_is_allowed():
         mqa(0, 64, 1, 256)
     with pytest.raises(ValueError, match=r"key_dim=48 is not allowed.*divide filters=160"):
         MobileMQA(filters=160, heads=None, key_dim=48)
+    with pytest.raises(ValueError, match=r"weights='imagenet' is not allowed.*load_timm_weights"):
+        km.create_model("v4-conv-small", weights="imagenet")
+    with pytest.raises(ValueError, match=r"minimalistic=True is not allowed.*only MobileNetV3"):
+        km.create_model("v4-hybrid-medium", minimalistic=True)
     short = Architecture(name="short", rows=(conv(3, 2, 16, name="stem_conv"), uib("IB", 0, 3, 2, 4.0, 24),
                                              uib("ExtraDW", 3, 3, 2, 4.0, 32), conv(1, 1, 64)),
                          classifier=NormHeadClassifier(128))

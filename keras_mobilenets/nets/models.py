@@ -5,7 +5,7 @@ preprocessing contract: True means the model takes [0, 255] pixels), `output_str
 """
 
 from keras_mobilenets.nets import validation
-from keras_mobilenets.nets.architectures import ARCHITECTURES
+from keras_mobilenets.nets.architectures import ARCHITECTURES, V4_ARCHITECTURES
 from keras_mobilenets.nets.builder import build
 from keras_mobilenets.nets.flavors import FLAVORS, get_flavor
 from keras_mobilenets.nets.spec import Architecture, DepthwiseSeparable
@@ -59,9 +59,9 @@ def _architecture(arch, minimalistic):
         return arch
     validation.check_choice("arch", arch, ARCH_NAMES)
     if minimalistic:
-        if arch in ("v1", "v2"):
+        if not arch.startswith("v3"):
             validation.fail("minimalistic", minimalistic,
-                            "False for MobileNetV1/V2 (only MobileNetV3 has minimalistic variants)")
+                            f"False for {arch!r} (only MobileNetV3 has minimalistic variants)")
         return ARCHITECTURES[f"{arch}-minimalistic"]
     return ARCHITECTURES[arch]
 
@@ -103,6 +103,9 @@ def create_model(arch: str | Architecture, *, input_shape: tuple | None = None, 
         validation.fail("depth_multiplier", depth_multiplier,
                         "1 for architectures without depthwise-separable (MobileNetV1) blocks")
     weights = validation.check_weights(weights)
+    if weights == "imagenet" and arch in V4_ARCHITECTURES.values():
+        validation.fail("weights", weights, "None or a path: no Keras ImageNet file exists for "
+                        f"{arch.name}; timm's .safetensors weights load from a path (see load_timm_weights)")
     if weights == "imagenet" and depth_multiplier != 1:
         validation.fail("depth_multiplier", depth_multiplier, '1 with weights="imagenet"')
     validation.check_choice("pooling", pooling, validation.POOLING)
