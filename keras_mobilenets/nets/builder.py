@@ -75,7 +75,8 @@ class BuildContext:
     def batch_norm(self, name):
         momentum = self.options.bn_momentum
         return self.layers.BatchNormalization(
-            axis=-1, epsilon=self.arch.bn_epsilon, momentum=self.arch.bn_momentum if momentum is None else momentum, name=name
+            axis=-1, epsilon=self.arch.bn_epsilon,
+            momentum=self.arch.bn_momentum if momentum is None else momentum, name=name
         )
 
     def activation(self, kind, base, name=None):
