@@ -77,3 +77,13 @@ def test_cli_profiles_and_the_fine_tuning_recipe_builds_v4(capsys):
         recipe.set_trainable(model, trainable_blocks=2)
         frozen = [layer.name for layer in model.layers if layer.weights and not layer.trainable]
         assert "stem_conv" in frozen and "block_4_pw_proj" in frozen
+
+
+def test_conv_small_post_training_int8_is_int8_throughout():
+    from keras_mobilenets.deploy import tflite
+
+    model = km.MobileNetV4ConvSmall(alpha=0.35, input_shape=(96, 96, 3), classes=10, include_preprocessing=True)
+    images = np.random.default_rng(0).uniform(0, 255, (8, 96, 96, 3)).astype("float32")
+    outputs, interpreter = tflite.run_tflite(tflite.convert(model, "int8", representative=images), images)
+    assert tflite.non_int8_ops(interpreter) == [] and outputs.shape == (8, 10)
+    np.testing.assert_allclose(outputs.sum(axis=1), 1.0, atol=0.05)  # an int8 softmax, dequantized
