@@ -157,3 +157,14 @@ def test_timm_safetensors_round_trip_and_first_bad_key(tmp_path):
     wide = km.create_model("v4-conv-small", input_shape=(64, 64, 3), classes=10)
     with pytest.raises(ValueError, match=r"tensor 'conv_stem.weight' has shape \(16, 3, 3, 3\).*\(3, 3, 3, 32\)"):
         timm_weights.load_timm_weights(wide, tmp_path / "timm.safetensors")
+
+
+def test_tf_keras_flavor_builds_the_same_hybrid_network():
+    keras3 = km.MobileNetV4HybridMedium(alpha=0.5, input_shape=(64, 64, 3), classes=10)
+    tf_keras = km.MobileNetV4HybridMedium(alpha=0.5, input_shape=(64, 64, 3), classes=10, flavor="tf_keras")
+    assert [layer.name for layer in tf_keras.layers][1:] == [layer.name for layer in keras3.layers][1:]
+    _randomize(keras3)
+    tf_keras.set_weights(keras3.get_weights())
+    images = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(tf_keras(images, training=False).numpy(),
+                               np.asarray(keras3(images, training=False)), atol=1e-5)

@@ -40,15 +40,19 @@ def test_mini_hybrid_saves_in_safe_mode_and_quantizes_every_op_to_int8(tmp_path)
     from keras_mobilenets.optimize import qat
 
     model = km.create_model(MINI_HYBRID, input_shape=(64, 64, 3), classes=5, include_preprocessing=True)
+    rng = np.random.default_rng(1)
+    for layer in model.layers:  # LayerScale at 1 instead of 1e-5, so the attention branches count
+        if layer.weights and (type(layer).__name__ == "BatchNormalization" or "layer_scale" in layer.name):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.weights])
     assert not any(type(layer).__name__ in ("Lambda", "TFOpLambda") for layer in model.layers)
     images = np.random.default_rng(0).uniform(0, 255, (8, 64, 64, 3)).astype("float32")
     expected = np.asarray(model(images, training=False))
     model.save(tmp_path / "mini.keras")
     reloaded = keras.saving.load_model(tmp_path / "mini.keras", safe_mode=True)
-    np.testing.assert_allclose(np.asarray(reloaded(images, training=False)), expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(reloaded(images, training=False)), expected, atol=1e-5)
 
     float32, _ = tflite.run_tflite(tflite.convert(model, "float32"), images)
-    np.testing.assert_allclose(float32, expected, atol=1e-5)  # TFLite's BATCH_MATMUL / reshapes agree
+    np.testing.assert_allclose(float32, expected, rtol=1e-4, atol=1e-5)  # TFLite's BATCH_MATMUL, reshapes
 
     quantized = qat.quantize_model(model)  # tf_keras + tfmot; Dot, Softmax and the attention's BN included
     qat.calibrate(quantized, images, batches=1)
