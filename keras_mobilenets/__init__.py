@@ -23,6 +23,39 @@ from keras_mobilenets.nets.models import (
     MobileNetV3Small,
     create_model,
 )
+# MobileNetV4 and the Model Garden MobileNets (same registry; nets/spec_v4.py, nets/blocks_v4.py)
+from keras_mobilenets.nets.architectures import (
+    MOBILENET_EDGETPU,
+    MOBILENET_MULTI_AVG,
+    MOBILENET_MULTI_AVG_SEG,
+    MOBILENET_MULTI_MAX,
+    MOBILENET_MULTI_MAX_SEG,
+    MOBILENET_V4_CONV_LARGE,
+    MOBILENET_V4_CONV_MEDIUM,
+    MOBILENET_V4_CONV_SMALL,
+    MOBILENET_V4_HYBRID_LARGE,
+    MOBILENET_V4_HYBRID_MEDIUM,
+)
+from keras_mobilenets.nets.models import (
+    MobileNetEdgeTPU,
+    MobileNetMultiAVG,
+    MobileNetMultiAVGSeg,
+    MobileNetMultiMAX,
+    MobileNetMultiMAXSeg,
+    MobileNetV4ConvLarge,
+    MobileNetV4ConvMedium,
+    MobileNetV4ConvSmall,
+    MobileNetV4HybridLarge,
+    MobileNetV4HybridMedium,
+)
+from keras_mobilenets.nets.spec_v4 import (
+    ConvNormAct,
+    FusedInvertedBottleneck,
+    MobileMQA,
+    NormHeadClassifier,
+    UniversalInvertedBottleneck,
+)
+from keras_mobilenets.nets.timm_weights import load_timm_weights, save_timm_weights
 from keras_mobilenets.deploy.serving import ExportResult, export_saved_model, rest_request_body
 from keras_mobilenets.nets.features import FEATURE_STRIDES, FeatureInfo, feature_extractor, feature_info
 from keras_mobilenets.nets.preprocessing import decode_predictions, includes_preprocessing, preprocess_input

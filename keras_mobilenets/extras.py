@@ -7,6 +7,7 @@ EXTRAS = {
               "tensorflow-datasets>=4.9,<4.10"),
     "optimize": ("tf-keras>=2.21,<2.22", "tensorflow-model-optimization>=0.8,<0.9"),
     "deploy": ("ai-edge-litert>=2.0",),
+    "timm": ("safetensors>=0.4",),  # reading timm's MobileNetV4 weights (nets/timm_weights.py)
 }
 
 

@@ -64,7 +64,7 @@ def test_unknown_block_name_in_custom_table():
 
 
 def test_unknown_arch_name():
-    with pytest.raises(ValueError, match=r"arch='v4' .*one of \('v1', 'v2', 'v3-large', 'v3-small'\)"):
+    with pytest.raises(ValueError, match=r"arch='v4' .*one of \('v1', 'v2', 'v3-large', 'v3-small', 'v4-conv-small'"):
         km.create_model("v4")
 
 

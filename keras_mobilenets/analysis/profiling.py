@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from keras_mobilenets.nets.features import block_info as _block_info
 
-_MAC_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense")
+_MAC_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense", "Dot")
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,17 @@ class Profile:
 
 
 def layer_macs(layer):
-    """Multiply-accumulates of one Conv2D / DepthwiseConv2D / Dense layer for one image (0 for others)."""
+    """Multiply-accumulates of one Conv2D / DepthwiseConv2D / Dense / Dot layer for one image (0 for others).
+
+    A `Dot` (MobileNetV4's attention matmuls) costs one MAC per output element per contracted element.
+    """
     kind = type(layer).__name__
     if kind not in _MAC_LAYERS:
         return 0
     out_shape = tuple(layer.output.shape)
+    if kind == "Dot":
+        axes = layer.axes if isinstance(layer.axes, (list, tuple)) else (layer.axes, layer.axes)
+        return math.prod(out_shape[1:]) * layer.input[0].shape[axes[0]]
     in_channels = layer.input.shape[-1]
     if kind == "Dense":
         return math.prod(out_shape[1:-1]) * in_channels * out_shape[-1]
@@ -104,7 +110,8 @@ def _weight_name(weight):
 
 
 def profile(model, bytes_per_element=2):
-    """Parameters, MACs (Conv2D, DepthwiseConv2D, Dense; SE convs included) and peak activation bytes.
+    """Parameters, MACs (Conv2D, DepthwiseConv2D, Dense, Dot; SE convs and attention included) and peak
+    activation bytes.
 
     Peak memory follows the V2 paper (Section 5): the largest tensor that must exist between operators,
     at `bytes_per_element` bytes (16-bit by default); layers outside blocks count one by one.

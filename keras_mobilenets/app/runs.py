@@ -28,7 +28,12 @@ from keras_mobilenets.extras import require
 STRATEGIES = (None, "mirrored", "multi-worker")
 AUTO = "auto"
 ARCH_NAMES = {"v1": "MobileNetV1", "v2": "MobileNetV2", "v3-large": "MobileNetV3-Large",
-              "v3-small": "MobileNetV3-Small"}
+              "v3-small": "MobileNetV3-Small",
+              "v4-conv-small": "MobileNetV4-Conv-S", "v4-conv-medium": "MobileNetV4-Conv-M",
+              "v4-conv-large": "MobileNetV4-Conv-L", "v4-hybrid-medium": "MobileNetV4-Hybrid-M",
+              "v4-hybrid-large": "MobileNetV4-Hybrid-L", "edgetpu": "MobileNet-EdgeTPU",
+              "multi-avg": "MobileNet-MultiAVG", "multi-max": "MobileNet-MultiMAX",
+              "multi-avg-seg": "MobileNet-MultiAVG-Seg", "multi-max-seg": "MobileNet-MultiMAX-Seg"}
 
 
 @dataclass(frozen=True)

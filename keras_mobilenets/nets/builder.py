@@ -6,6 +6,7 @@ The same loop emits a Keras 3 model (flavor "keras") or a tf_keras model (flavor
 from dataclasses import dataclass, replace
 
 from keras_mobilenets.nets import blocks as _builtin_blocks  # noqa: F401  (registers the built-in blocks)
+from keras_mobilenets.nets import blocks_v4 as _v4_blocks  # noqa: F401  (UIB, Fused IB, Mobile MQA)
 from keras_mobilenets.nets.channels import scale_channels
 from keras_mobilenets.nets.flavors import get_flavor
 from keras_mobilenets.nets.registry import get_block
@@ -77,7 +78,8 @@ class BuildContext:
     def batch_norm(self, name):
         momentum = self.options.bn_momentum
         return self.layers.BatchNormalization(
-            axis=-1, epsilon=1e-3, momentum=self.arch.bn_momentum if momentum is None else momentum, name=name
+            axis=-1, epsilon=self.arch.bn_epsilon,
+            momentum=self.arch.bn_momentum if momentum is None else momentum, name=name
         )
 
     def activation(self, kind, base, name=None):

@@ -166,6 +166,7 @@ class Architecture:
     classifier: object
     width: str = "divisible"
     bn_momentum: float = 0.999
+    bn_epsilon: float = 1e-3
     block_names: BlockNames = field(default_factory=BlockNames)
     first_block_index: int = 0
     family: str | None = None

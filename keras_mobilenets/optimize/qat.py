@@ -18,8 +18,9 @@ from keras_mobilenets.optimize.int8_form import int8_layer
 from keras_mobilenets.optimize.tf_keras_copy import to_tf_keras
 from keras_mobilenets.optimize.tfmot import tfmot as _tfmot
 
-OUTPUT_QUANTIZED = ("Multiply",)
-HOOKED = ("HardSwish", "HardSigmoid", "QuantizableRescaling")
+OUTPUT_QUANTIZED = ("Multiply", "Dot")  # SE's scale; Mobile MQA's two matmuls (not in tfmot's registry)
+_FOLDED_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")  # a BatchNorm after these is folded by tfmot
+HOOKED = ("HardSwish", "HardSigmoid", "QuantizableRescaling", "QuantizableBatchNormalization")
 HOOKS = ("activation", "scaled_activation")  # identity attributes our layers call inside, in this order
 
 
@@ -40,6 +41,27 @@ def _quantizable_rescaling():
             return self.activation(keras2.backend.cast(inputs, self.compute_dtype) * scale) + offset
 
     return QuantizableRescaling
+
+
+@functools.cache
+def _quantizable_batch_norm():
+    """tf_keras BatchNormalization computed as (x * scale) + offset from its moving statistics (frozen, as
+    in a folded graph) with an `activation` hook after the product: Mobile MQA's input norm follows an Add,
+    so tfmot has no conv to fold it into, and a plain BatchNorm left TFLite's MUL and ADD in float."""
+    import tensorflow as tf
+
+    keras2 = get_flavor("tf_keras").keras
+
+    class QuantizableBatchNormalization(keras2.layers.BatchNormalization):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.activation = keras2.activations.linear
+
+        def call(self, inputs, training=None):
+            scale = self.gamma * tf.math.rsqrt(self.moving_variance + self.epsilon)
+            return self.activation(inputs * scale) + (self.beta - self.moving_mean * scale)
+
+    return QuantizableBatchNormalization
 
 
 @functools.cache
@@ -89,7 +111,8 @@ def quantize_scope():
     return tfmot.quantization.keras.quantize_scope({
         "HardSwish": flavor.HardSwish, "HardSigmoid": flavor.HardSigmoid,
         "Default8BitOutputQuantizeConfig": configs.Default8BitOutputQuantizeConfig,
-        "HookQuantizeConfig": _hook_config(), "QuantizableRescaling": _quantizable_rescaling()})
+        "HookQuantizeConfig": _hook_config(), "QuantizableRescaling": _quantizable_rescaling(),
+        "QuantizableBatchNormalization": _quantizable_batch_norm()})
 
 
 @functools.cache
@@ -140,6 +163,15 @@ def _scheme(per_channel):
     return Scheme(disable_per_axis=not per_channel)
 
 
+def _standalone_batch_norm(layer):
+    """A BatchNormalization that follows no conv (Mobile MQA's input norm): tfmot's registry has no
+    config for it; it becomes a QuantizableBatchNormalization."""
+    if type(layer).__name__ != "BatchNormalization":
+        return False
+    inbound = layer.inbound_nodes[0].inbound_layers
+    return type(inbound).__name__ not in _FOLDED_INTO
+
+
 def quantize_model(model, per_channel=True):
     """A tfmot QAT model (tf_keras) of one of our Keras 3 (or tf_keras) models, weights copied.
 
@@ -163,6 +195,11 @@ def quantize_model(model, per_channel=True):
     def annotated(layer):
         if type(layer).__name__ == "Rescaling":
             layer = _quantizable_rescaling().from_config(layer.get_config())
+        if _standalone_batch_norm(layer):
+            weights = layer.get_weights()
+            layer = _quantizable_batch_norm().from_config(layer.get_config())
+            layer.build(weights[0].shape[:0] + (None,) * 3 + weights[0].shape)
+            layer.set_weights(weights)
         layer = int8_layer(layer)  # hard-swish's int8 form, whose two hooks get fake-quants
         if type(layer).__name__ in HOOKED:
             return annotate(layer, _hook_config()())
