@@ -7,6 +7,7 @@ EXTRAS = {
               "tensorflow-datasets>=4.9,<4.10"),
     "optimize": ("tf-keras>=2.21,<2.22", "tensorflow-model-optimization>=0.8,<0.9"),
     "deploy": ("ai-edge-litert>=2.0",),
+    "micro": ("ai-edge-litert>=2.0", "tflite-micro>=0.dev20250101"),
 }
 
 

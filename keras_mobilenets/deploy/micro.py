@@ -1,0 +1,384 @@
+"""TFLite Micro: int8 files it runs, a check before it sees them, its outputs, and its arena, measured.
+
+TFLite Micro (the `tflite-micro` wheel's Python interpreter, the same C++ runtime as on a Cortex-M) has
+no exceptions for some failures: a softmax whose input scale is degenerate (an untrained net's, near
+1e-8) fails a CHECK and aborts the whole process. `check_file` reads the flatbuffer first and refuses, with
+a ValueError naming the op and the layer, what the runtime would abort on or lacks; `run_micro(...,
+isolate=True)` runs it in a child process, where an abort becomes a `MicroAbortError`. A too small arena
+raises RuntimeError in the runtime itself, which `smallest_arena` uses to search the arena size.
+
+The arena holds every tensor the memory planner places (offline, by lifetimes in operator order) plus
+the persistent structures (per-node data, per-channel quantization multipliers, scratch buffers); see the
+README's "Microcontrollers" section for how it compares with the V2 paper's Section 5 figure.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from keras_mobilenets.extras import require
+
+# Builtin ops registered by the tflite-micro wheel's interpreter (read from its Register_* symbols, 0.dev
+# builds of 2025); any other builtin gets "Didn't find op for builtin opcode" from the runtime.
+SUPPORTED_OPS = frozenset("""
+ABS ADD ADD_N ARG_MAX ARG_MIN ASSIGN_VARIABLE AVERAGE_POOL_2D BATCH_MATMUL BATCH_TO_SPACE_ND BROADCAST_ARGS
+BROADCAST_TO CALL_ONCE CAST CEIL CONCATENATION CONV_2D COS CUMSUM DEPTHWISE_CONV_2D DEPTH_TO_SPACE
+DEQUANTIZE DIV DYNAMIC_UPDATE_SLICE ELU EMBEDDING_LOOKUP EQUAL EXP EXPAND_DIMS FILL FLOOR FLOOR_DIV
+FLOOR_MOD FULLY_CONNECTED GATHER GATHER_ND GREATER GREATER_EQUAL HARD_SWISH IF L2_NORMALIZATION L2_POOL_2D
+LEAKY_RELU LESS LESS_EQUAL LOG LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOGISTIC LOG_SOFTMAX MAXIMUM MAX_POOL_2D
+MEAN MINIMUM MIRROR_PAD MUL NEG NOT_EQUAL PACK PAD PADV2 PRELU QUANTIZE READ_VARIABLE REDUCE_ALL REDUCE_MAX
+REDUCE_MIN RELU RELU6 RESHAPE RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR REVERSE_V2 ROUND RSQRT SELECT_V2
+SHAPE SIN SLICE SOFTMAX SPACE_TO_BATCH_ND SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE
+SQUEEZE STRIDED_SLICE SUB SUM SVDF TANH TRANSPOSE TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNPACK
+VAR_HANDLE WHILE ZEROS_LIKE
+""".split())
+
+# Softmax int8: TFLite Micro computes beta * input_scale * 2^(31 - 5) and CHECKs that it exceeds 1
+# (QuantizeMultiplierGreaterThanOne), so a smaller input scale aborts the process.
+_SOFTMAX_MIN_SCALED = 1.0
+_ALIGNMENT = 16  # TFLite Micro aligns every arena buffer to 16 bytes
+
+
+class MicroAbortError(RuntimeError):
+    """TFLite Micro ended the (child) process instead of returning an error."""
+
+
+def _schema():
+    return require("tflite_micro.tensorflow.lite.micro.python.schema_py_generated", "micro")
+
+
+def _runtime():
+    return require("tflite_micro.python.tflite_micro.runtime", "micro")
+
+
+def _op_names(schema):
+    return {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def operators(content):
+    """[(op name, output tensor name, op object)] of the main subgraph of a TFLite file, in run order."""
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    names = _op_names(schema)
+    graph = model.subgraphs[0]
+    found = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        name = names.get(builtin, str(builtin))
+        if name == "CUSTOM":
+            name = f"CUSTOM {code.customCode.decode() if code.customCode else ''}".strip()
+        out = graph.tensors[op.outputs[0]].name.decode() if len(op.outputs) else ""
+        if "/" not in out and len(op.inputs):  # a graph output takes the signature's name
+            out = f"{graph.tensors[op.inputs[0]].name.decode()} (the model's output)"
+        found.append((name, out, op, graph))
+    return found
+
+
+def _layer(tensor_name):
+    """The Keras layer in a converter's tensor name ("serving_default_images:0", "model/block_1_expand/...")."""
+    parts = [p for p in tensor_name.split(";")[0].split("/") if p]
+    layer = parts[1] if len(parts) > 2 else parts[0] if parts else tensor_name
+    return layer[:-2] if layer.endswith("_1") and len(parts) > 2 else layer  # Keras 3's call suffix
+
+
+def check_file(content):
+    """Raise a ValueError naming the op and its layer for what TFLite Micro lacks or would abort on."""
+    problems = []
+    for name, out, op, graph in operators(content):
+        if name not in SUPPORTED_OPS:
+            problems.append(f"op {name} (layer {_layer(out)!r}, tensor {out!r}) is not in TFLite Micro")
+        elif name == "SOFTMAX":
+            tensor = graph.tensors[op.inputs[0]]
+            q = tensor.quantization
+            scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) else None
+            beta = op.builtinOptions.beta if op.builtinOptions is not None else 1.0
+            if scale is not None and beta * scale * 2.0 ** 26 <= _SOFTMAX_MIN_SCALED:
+                problems.append(
+                    f"op SOFTMAX (layer {_layer(out)!r}) has input scale {scale:.3g}: TFLite Micro needs "
+                    f"beta * scale > {2.0 ** -26:.3g} and would abort the process (an untrained or "
+                    "degenerate classifier; convert with classifier_activation=None for logits)")
+    if problems:
+        raise ValueError("this TFLite file cannot run on TFLite Micro: " + "; ".join(problems))
+    return content
+
+
+def micro_model(arch="v2", alpha=0.35, resolution=96, channels=3, minimalistic=False, classes=1000):
+    """A MobileNet as a microcontroller runs it: logits (no softmax), no Rescaling layer inside.
+
+    Without the Rescaling the int8 input's own scale and zero point do the [0, 255] -> [-1, 1] mapping
+    (pixel - 128, near enough), instead of a MUL and an ADD whose outputs are two more input-sized tensors
+    in the arena. `channels=1` gives the grayscale input of TFLite Micro's person-detection example.
+    """
+    from keras_mobilenets.nets.models import create_model
+
+    return create_model(arch, input_shape=(resolution, resolution, channels), alpha=alpha,
+                        minimalistic=minimalistic, classes=classes, classifier_activation=None,
+                        include_preprocessing=False)
+
+
+def model_inputs(model, pixels):
+    """[0, 255] pixels as `model` takes them ([-1, 1] without a Rescaling layer inside); a 3-channel
+    photo becomes gray (the channel mean) for a 1-channel model."""
+    from keras_mobilenets.nets.preprocessing import includes_preprocessing
+
+    pixels = np.asarray(pixels, np.float32)
+    if model.inputs[0].shape[-1] == 1 and pixels.shape[-1] == 3:
+        pixels = pixels.mean(-1, keepdims=True)
+    return pixels if includes_preprocessing(model) else pixels / 127.5 - 1.0
+
+
+def convert_micro(model, representative, per_channel=True, representative_count=100):
+    """Int8 TFLite bytes (int8 input and output) that TFLite Micro runs, checked with `check_file`.
+
+    The conversion is `deploy.tflite.convert` in mode "int8"; `representative` are images as the model
+    takes them (see `model_inputs`).
+    """
+    from keras_mobilenets.deploy.tflite import convert
+
+    content = convert(model, "int8", representative, input_type="int8", output_type="int8",
+                      representative_count=representative_count, per_channel=per_channel)
+    return check_file(content)
+
+
+@contextlib.contextmanager
+def _captured_stderr():
+    """Capture file descriptor 2 (TFLite Micro's MicroPrintf writes there, below Python): yields a list
+    that holds the text after the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    text = []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield text
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.append(sink.read().decode(errors="replace"))
+
+
+def _quantize(images, detail):
+    scale = float(detail["quantization_parameters"]["scales"][0])
+    zero = int(detail["quantization_parameters"]["zero_points"][0])
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(np.asarray(images, np.float32) / scale + zero), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(values, detail):
+    scale = float(detail["quantization_parameters"]["scales"][0])
+    zero = int(detail["quantization_parameters"]["zero_points"][0])
+    return (values.astype(np.float32) - zero) * scale
+
+
+def _interpreter(content, arena_size):
+    runtime = _runtime()
+    return runtime.Interpreter.from_bytes(content, arena_size=int(arena_size))
+
+
+def default_arena(content):
+    """A generous arena for runs that do not measure it: ten times the file, at least 4 MB."""
+    return max(4 << 20, 10 * len(content))
+
+
+def run_micro(content, images, arena_size=None, isolate=False, raw=False, check=True):
+    """TFLite Micro's outputs for images as the model takes them, one at a time: float (dequantized), or
+    the int8 values with raw=True. isolate=True runs it in a child process (an abort there is a
+    MicroAbortError); check=False skips `check_file`."""
+    if check:
+        check_file(content)
+    arena_size = default_arena(content) if arena_size is None else arena_size
+    images = np.asarray(images, np.float32)
+    if isolate:
+        return _run_child(content, images, arena_size, raw)
+    with _captured_stderr() as log:
+        try:
+            interpreter = _interpreter(content, arena_size)
+            source, target = interpreter.get_input_details(0), interpreter.get_output_details(0)
+            outputs = []
+            for image in images:
+                interpreter.set_input(_quantize(image[None], source), 0)
+                interpreter.invoke()
+                value = interpreter.get_output(0)
+                outputs.append(value[0] if raw else _dequantize(value, target)[0])
+        except RuntimeError as error:
+            failed = error
+        else:
+            failed = None
+    if failed is not None:
+        raise RuntimeError(f"TFLite Micro failed with arena_size={arena_size}: {failed} "
+                           f"({log[0].strip()[-400:]})") from None
+    return np.stack(outputs)
+
+
+_CHILD = r"""
+import sys, numpy as np
+from tflite_micro.python.tflite_micro import runtime
+path, arena, raw = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+images = np.load(path + ".in.npy")
+it = runtime.Interpreter.from_bytes(open(path, "rb").read(), arena_size=arena)
+src, dst = it.get_input_details(0), it.get_output_details(0)
+def params(d):
+    q = d["quantization_parameters"]
+    return float(q["scales"][0]), int(q["zero_points"][0])
+s, z = params(src); info = np.iinfo(src["dtype"])
+out = []
+for image in images:
+    it.set_input(np.clip(np.round(image[None] / s + z), info.min, info.max).astype(src["dtype"]), 0)
+    it.invoke()
+    v = it.get_output(0)
+    s2, z2 = params(dst)
+    out.append(v[0] if raw else (v[0].astype(np.float32) - z2) * s2)
+np.save(path + ".out.npy", np.stack(out))
+if len(sys.argv) > 4:
+    it.print_allocations()
+"""
+
+
+def _child(content, images, arena_size, raw=False, allocations=False):
+    """Run `_CHILD` on the file; (outputs, stderr text)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.tflite")
+        with open(path, "wb") as f:
+            f.write(content)
+        np.save(path + ".in.npy", images)
+        command = [sys.executable, "-c", _CHILD, path, str(int(arena_size)), "1" if raw else "0"]
+        done = subprocess.run(command + (["allocations"] if allocations else []), capture_output=True,
+                              text=True)
+        if done.returncode < 0 or done.returncode > 128:
+            raise MicroAbortError(f"TFLite Micro aborted the child process (exit {done.returncode}): "
+                                  f"{done.stderr.strip()[-600:]}")
+        if done.returncode:
+            raise RuntimeError(f"TFLite Micro failed with arena_size={arena_size}: "
+                               f"{done.stderr.strip()[-600:]}")
+        return np.load(path + ".out.npy"), done.stderr
+
+
+def _run_child(content, images, arena_size, raw):
+    return _child(content, images, arena_size, raw)[0]
+
+
+def fits(content, arena_size):
+    """Whether TFLite Micro allocates and invokes the model in `arena_size` bytes (in this process)."""
+    with _captured_stderr():
+        try:
+            interpreter = _interpreter(content, arena_size)
+            detail = interpreter.get_input_details(0)
+            interpreter.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
+            interpreter.invoke()
+        except RuntimeError:
+            return False
+    return True
+
+
+def smallest_arena(content, resolution=_ALIGNMENT, high=None):
+    """The smallest arena_size (to `resolution` bytes) with which TFLite Micro allocates and invokes the
+    model: a bisection over `fits`. The file is checked first (`check_file`), and the first run happens
+    in a child process, so a file the runtime would abort on raises instead."""
+    check_file(content)
+    high = default_arena(content) if high is None else int(high)
+    _child(content, _zeros_input(content), high)  # an abort stays in the child
+    low = 0  # does not fit
+    while not fits(content, high):
+        low, high = high, high * 2
+        if high > 1 << 31:
+            raise RuntimeError("TFLite Micro did not fit the model in 2 GB of arena")
+    while high - low > resolution:
+        middle = (low + high) // 2
+        if fits(content, middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
+def _zeros_input(content):
+    """One black [0, 255] image of the file's input shape."""
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    graph = model.subgraphs[0]
+    return np.zeros(tuple(graph.tensors[graph.inputs[0]].shape), np.float32)
+
+
+def recorded_allocations(content, arena_size=None):
+    """The recording allocator's figures ("Arena allocation total / head / tail" and each kind of
+    persistent data), in bytes, from `print_allocations` after one invoke in a child process."""
+    arena_size = default_arena(content) if arena_size is None else arena_size
+    check_file(content)
+    _, text = _child(content, _zeros_input(content), arena_size, allocations=True)
+    figures = {}
+    for line in text.splitlines():
+        if "[RecordingMicroAllocator]" not in line:
+            continue
+        body = line.split("]", 1)[1].strip()
+        if body.startswith("Arena allocation"):
+            kind, number = body[len("Arena allocation "):].split(" ", 1)
+            figures[kind] = int(number.split()[0])
+        elif body.startswith("'"):
+            kind = body[1:body.index("'", 1)]
+            figures[kind] = int(body.split(" used ")[1].split()[0])
+    if "total" not in figures:
+        raise RuntimeError(f"no recording allocator figures in TFLite Micro's output: {text[-400:]}")
+    return figures
+
+
+def litert_outputs(content, images, reference=True):
+    """LiteRT's raw int8 outputs of the same file: with its reference kernels (the arithmetic TFLite
+    Micro's kernels share) or, reference=False, its optimized ones (without XNNPACK)."""
+    interpreter_module = require("ai_edge_litert.interpreter", "micro")
+    kind = interpreter_module.OpResolverType
+    interpreter = interpreter_module.Interpreter(
+        model_content=content, num_threads=1,
+        experimental_op_resolver_type=kind.BUILTIN_REF if reference else kind.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scale, zero = source["quantization"]
+    info = np.iinfo(source["dtype"])
+    outputs = []
+    for image in np.asarray(images, np.float32):
+        quantized = np.clip(np.round(image[None] / scale + zero), info.min, info.max).astype(source["dtype"])
+        interpreter.set_tensor(source["index"], quantized)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(target["index"])[0])
+    return np.stack(outputs)
+
+
+def parity_steps(content, images, reference=True, arena_size=None):
+    """Largest |TFLite Micro - LiteRT| over the int8 outputs of one file, in quantization steps."""
+    ours = run_micro(content, images, arena_size, raw=True).astype(np.int32)
+    theirs = litert_outputs(content, images, reference).astype(np.int32)
+    return int(np.abs(ours - theirs).max())
+
+
+@dataclass
+class MicroReport:
+    """One model on TFLite Micro: measured arena, the recording allocator's total, the V2 paper's Section 5
+    peak at 8 bits, the int8 file's size and the model's MACs."""
+
+    arena_bytes: int
+    recorded_bytes: int
+    predicted_peak_bytes: int
+    file_bytes: int
+    macs: int
+
+    def line(self):
+        return (f"arena_bytes={self.arena_bytes} predicted_peak_bytes={self.predicted_peak_bytes} "
+                f"file_bytes={self.file_bytes}")
+
+
+def measure(model, content, resolution=_ALIGNMENT):
+    """MicroReport of an int8 file `content` converted from `model` (the profile is the model's own; for a
+    split model, pass the unsplit one: the Section 5 figure does not depend on the split)."""
+    from keras_mobilenets.analysis.profiling import profile
+
+    prof = profile(model, bytes_per_element=1)
+    arena = smallest_arena(content, resolution)
+    recorded = recorded_allocations(content, arena)["total"]
+    return MicroReport(arena, recorded, prof.peak_activation_bytes, len(content), prof.macs)
