@@ -33,14 +33,24 @@ def calibrated(model, images):
     return model
 
 
+_FILES = {}
+
+
+def int8_file(name, channels, photos):
+    """(model, images, int8 file) of a classic configuration with 10 classes, converted once per run."""
+    if (name, channels) not in _FILES:
+        model = micro.micro_model(resolution=96, channels=channels, classes=10, **CLASSIC[name])
+        images = micro.model_inputs(model, _photos96(photos))
+        calibrated(model, images)
+        _FILES[name, channels] = model, images, micro.convert_micro(model, images)
+    return _FILES[name, channels]
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("name", sorted(CLASSIC))
 def test_micro_matches_litert_on_the_same_int8_file(name, channels, photos):
-    model = micro.micro_model(resolution=96, channels=channels, classes=10, **CLASSIC[name])
-    images = micro.model_inputs(model, _photos96(photos))
-    calibrated(model, images)
+    model, images, content = int8_file(name, channels, photos)
     assert images.shape[-1] == channels
-    content = micro.convert_micro(model, images)
     assert {op for op, *_ in micro.operators(content)} <= micro.SUPPORTED_OPS
     outputs = micro.run_micro(content, images, raw=True)
     assert outputs.dtype == np.int8 and outputs.shape == (len(images), 10)
@@ -51,10 +61,7 @@ def test_micro_matches_litert_on_the_same_int8_file(name, channels, photos):
 
 @pytest.fixture(scope="module")
 def v2_small(photos):
-    model = micro.micro_model("v2", 0.35, 96, classes=10)
-    images = micro.model_inputs(model, _photos96(photos))
-    calibrated(model, images)
-    return model, images, micro.convert_micro(model, images)
+    return int8_file("v2-0.35", 3, photos)
 
 
 def test_arena_is_the_smallest_that_runs_and_matches_the_recording_allocator(v2_small):
@@ -103,3 +110,72 @@ def test_op_tflite_micro_lacks_is_named_with_its_layer(photos):
     content = convert(model, "int8", images, input_type="int8", output_type="int8")
     with pytest.raises(ValueError, match="op GELU \\(layer 'gelu_head'.*not in TFLite Micro"):
         micro.check_file(content)
+
+
+def test_split_equals_the_original_in_float_and_in_int8_top1(v2_small):
+    from keras_mobilenets.optimize.split import split_blocks, splittable_blocks
+
+    model, images, content = v2_small
+    blocks = splittable_blocks(model)
+    # every block; the first takes the stem conv (16 filters) as its expansion
+    assert len(blocks) == 17 and blocks["block_1_project_BN"] == 48 and blocks["expanded_conv_project_BN"] == 16
+    split = split_blocks(model, 4)
+    assert "block_5_expand_g3" in [layer.name for layer in split.layers]
+    assert {type(layer).__name__ for layer in split.layers} <= {type(layer).__name__ for layer in model.layers}
+    expected = np.asarray(model(images))
+    np.testing.assert_allclose(np.asarray(split(images)), expected, atol=1e-5)
+    # t per block: only block 1 split, in 3 groups
+    one = split_blocks(model, {"block_1_project_BN": 3})
+    assert len(one.layers) == len(model.layers) - 9 + 3 * 8 + 2  # 9 layers -> 3 groups of 8 + 2 adds
+    np.testing.assert_allclose(np.asarray(one(images)), expected, atol=1e-5)
+    split_file = micro.convert_micro(split, images)
+    ours = micro.run_micro(split_file, images)
+    theirs = micro.run_micro(content, images)
+    np.testing.assert_array_equal(ours.argmax(-1), theirs.argmax(-1))
+
+
+def test_split_t_out_of_range_is_refused(v2_small):
+    from keras_mobilenets.optimize.split import split_blocks
+
+    model = v2_small[0]
+    for t in (0, 17):  # 16: the narrowest expansion of V2 0.35 (the stem, block 0's expansion)
+        with pytest.raises(ValueError, match=f"t={t} is not allowed: .*from 1 to .*16"):
+            split_blocks(model, t)
+    with pytest.raises(ValueError, match="t=97 is not allowed: .*96 for block_3_project_BN"):
+        split_blocks(model, {"block_3_project_BN": 97})
+    with pytest.raises(ValueError, match="not splittable blocks"):
+        split_blocks(model, {"Conv1": 2})
+
+
+def test_cli_measures_one_configuration(capsys):
+    from keras_mobilenets.app.cli import main
+
+    assert main(["micro", "--arch", "v2", "--alpha", "0.35", "--resolution", "96", "--split", "2",
+                 "--classes", "10"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    values = dict(item.split("=") for item in last.split())
+    assert list(values) == ["arena_bytes", "predicted_peak_bytes", "file_bytes"]
+    assert int(values["predicted_peak_bytes"]) == 96 * 96 * 3  # Section 5 at 8 bits: the input
+    assert int(values["predicted_peak_bytes"]) < int(values["arena_bytes"]) < 256 * 1024
+    assert 100_000 < int(values["file_bytes"]) < 1024 * 1024
+
+
+def test_cli_lists_configurations_that_fit_sorted_by_macs(capsys):
+    from keras_mobilenets.app.cli import main
+    from keras_mobilenets.deploy.micro_table import MEASURED
+
+    assert main(["micro", "--arena", "256KB", "--flash", "1MB"]) in (0, 1)
+    lines = capsys.readouterr().out.strip().splitlines()[2:]
+    fitting = [r for r in MEASURED if r.arena_bytes <= 256 * 1024 and r.file_bytes <= 1024 ** 2]
+    assert len(lines) == len(fitting) > 0
+    macs = [int(line.split()[5].replace(",", "")) for line in lines]
+    assert macs == sorted(macs, reverse=True)
+
+
+@pytest.mark.parametrize("size", ["256 KB", "0", "-1"])
+def test_cli_budget_that_is_not_a_size(size, capsys):
+    from keras_mobilenets.app.cli import main
+
+    assert main(["micro", "--arena", size]) == 2
+    error = capsys.readouterr().err
+    assert f"--arena={size!r} is not allowed" in error and "256KB" in error

@@ -183,6 +183,12 @@ def _interpreter(content, arena_size):
     return runtime.Interpreter.from_bytes(content, arena_size=int(arena_size))
 
 
+def runtime_interpreter(content, arena_size=None):
+    """TFLite Micro's own Python interpreter on a checked file (for timing or direct use)."""
+    check_file(content)
+    return _interpreter(content, default_arena(content) if arena_size is None else arena_size)
+
+
 def default_arena(content):
     """A generous arena for runs that do not measure it: ten times the file, at least 4 MB."""
     return max(4 << 20, 10 * len(content))
@@ -357,6 +363,57 @@ def parity_steps(content, images, reference=True, arena_size=None):
     return int(np.abs(ours - theirs).max())
 
 
+def live_peak(content):
+    """(bytes, op index, op name, layer): the most tensor bytes alive at one op, each tensor alive from
+    the op that writes it (or the start, for the input) to the last op that reads it. A lower bound on
+    what the memory planner can reach in this op order without in-place ops; the arena's planned part
+    ("head") sits at or a little above it."""
+    ops = operators(content)
+    graph = ops[0][3] if ops else None
+    if graph is None:
+        return 0, -1, "", ""
+    first, last = {}, {}
+    for index in graph.inputs:
+        first[index] = 0
+    for i, (_, _, op, _) in enumerate(ops):
+        for index in op.outputs:
+            first.setdefault(index, i)
+            last[index] = max(last.get(index, i), i)
+        for index in op.inputs:
+            if index >= 0 and graph.tensors[index].buffer and _is_constant(graph, index):
+                continue
+            if index >= 0:
+                last[index] = max(last.get(index, i), i)
+    for index in graph.outputs:
+        last[index] = len(ops) - 1
+    best = (0, -1)
+    for i in range(len(ops)):
+        alive = sum(_nbytes(graph.tensors[t]) for t in first if first[t] <= i <= last.get(t, first[t]))
+        best = max(best, (alive, i))
+    name, out = ops[best[1]][0], ops[best[1]][1]
+    return best[0], best[1], name, _layer(out)
+
+
+_CONSTANTS = {}
+
+
+def _is_constant(graph, index):
+    return graph.tensors[index].buffer > 0 and index not in graph.inputs and not _written(graph, index)
+
+
+def _written(graph, index):
+    key = id(graph)
+    if key not in _CONSTANTS:
+        _CONSTANTS.clear()
+        _CONSTANTS[key] = {i for op in graph.operators for i in op.outputs}
+    return index in _CONSTANTS[key]
+
+
+def _nbytes(tensor):
+    sizes = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 9: 1, 7: 2, 10: 8}  # schema TensorType -> bytes per element
+    return int(np.prod(tensor.shape)) * sizes.get(tensor.type, 4) if tensor.shape is not None else 0
+
+
 @dataclass
 class MicroReport:
     """One model on TFLite Micro: measured arena, the recording allocator's total, the V2 paper's Section 5
@@ -382,3 +439,141 @@ def measure(model, content, resolution=_ALIGNMENT):
     arena = smallest_arena(content, resolution)
     recorded = recorded_allocations(content, arena)["total"]
     return MicroReport(arena, recorded, prof.peak_activation_bytes, len(content), prof.macs)
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1024, "KIB": 1024, "MB": 1024 ** 2, "MIB": 1024 ** 2}
+
+
+def parse_size(argument, text):
+    """Bytes from "262144", "256KB" or "1MB" (KB = KiB = 1024 bytes, as microcontroller SRAM and flash
+    are sold); a ValueError naming `argument` for anything else, spaces and sizes below 1 byte included."""
+    import re
+
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", str(text))
+    unit = match.group(2).upper() if match else None
+    if not match or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise ValueError(f"{argument}={text!r} is not allowed: {argument} must be a positive size in bytes "
+                         "without spaces, e.g. 262144, 256KB or 1MB (KB = 1024 bytes, MB = 1024 KB)")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def synthetic_images(model, count=8, seed=0):
+    """`count` smooth random images in the model's input space ([-1, 1] without a Rescaling layer): enough
+    to calibrate an untrained model's int8 ranges when only its memory and file size matter."""
+    from keras_mobilenets.nets.preprocessing import includes_preprocessing
+
+    height, width, channels = (int(d) for d in model.inputs[0].shape[1:])
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (count, 8, 8, channels))
+    rows = np.linspace(0, 7, height).astype(int)
+    cols = np.linspace(0, 7, width).astype(int)
+    pixels = coarse[:, rows][:, :, cols] + rng.normal(0, 16, (count, height, width, channels))
+    pixels = np.clip(pixels, 0, 255).astype(np.float32)
+    return pixels if includes_preprocessing(model) else pixels / 127.5 - 1.0
+
+
+def measure_configuration(arch="v2", alpha=0.35, resolution=96, channels=3, minimalistic=False, t=1,
+                          classes=1000, resolution_bytes=_ALIGNMENT, images=None):
+    """(MicroReport, int8 file bytes) of one configuration: built (untrained: the arena and the file size
+    do not depend on the weights), split in `t` groups, converted, checked, and run on TFLite Micro."""
+    from keras_mobilenets.optimize.split import split_blocks
+
+    model = micro_model(arch, alpha, resolution, channels, minimalistic, classes)
+    images = synthetic_images(model) if images is None else images
+    converted = model if t == 1 else split_blocks(model, t)
+    content = convert_micro(converted, images)
+    report = measure(model, content, resolution_bytes)
+    return report, content
+
+
+def _first_fit(groups, span, order):
+    """Offsets from placing the buffers in `order`, each at the lowest offset free over its lifetime."""
+    placed, offset_of = [], {}
+    for r in sorted(groups, key=order):
+        size, (start, stop) = groups[r], span[r]
+        offset = 0
+        for low, high in sorted((o, o + s) for o, s, a, b in placed if a <= stop and start <= b):
+            if offset + size <= low:
+                break
+            offset = max(offset, high)
+        placed.append((offset, size, start, stop))
+        offset_of[r] = offset
+    return offset_of
+
+
+def plan_offline(content, in_place=True):
+    """The file with an offline memory plan (TFLite Micro's "OfflineMemoryAllocation" metadata) in which
+    each ADD whose input dies there writes over that input, and a copy of the file's bytes otherwise
+    unchanged.
+
+    TFLite Micro's own planner gives every tensor its own buffer for its lifetime, so the running sum of
+    the t-way split (acc_g = acc_(g-1) + p_g) holds three block-output tensors at each ADD; TFLite Micro
+    documents that an offline plan may overlap buffers whose data is not used at the same time, and its
+    int8 ADD of equal shapes reads and writes element by element, so the output can take the dying
+    input's place. The placement is greedy by size, like TFLite Micro's own planner, on 16-byte offsets.
+    """
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    graph = model.subgraphs[0]
+    names = _op_names(schema)
+    produced = {i for op in graph.operators for i in op.outputs}
+    planned = [i for i in range(len(graph.tensors)) if i in produced or i in list(graph.inputs)]
+    end = len(graph.operators) - 1
+    first = {i: 0 for i in graph.inputs}
+    last = {}
+    for j, op in enumerate(graph.operators):
+        for i in op.outputs:
+            first.setdefault(i, j)
+            last[i] = max(last.get(i, j), j)
+        for i in op.inputs:
+            if i in first:
+                last[i] = max(last.get(i, j), j)
+    for i in graph.outputs:
+        last[i] = end
+    root = {i: i for i in planned}
+
+    def find(i):
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    span = {i: [first[i], last.get(i, first[i])] for i in planned}
+    if in_place:
+        keep = set(graph.inputs) | set(graph.outputs)
+        for j, op in enumerate(graph.operators):
+            code = model.operatorCodes[op.opcodeIndex]
+            if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) != "ADD":
+                continue
+            out = op.outputs[0]
+            for i in op.inputs:
+                same = (i in root and i not in keep and last.get(i) == j and span[find(i)][1] == j
+                        and list(graph.tensors[i].shape) == list(graph.tensors[out].shape)
+                        and graph.tensors[i].type == graph.tensors[out].type)
+                if same:
+                    r = find(i)
+                    root[out] = r
+                    span[r][1] = span[out][1]
+                    break
+    groups = {}
+    for i in planned:
+        r = find(i)
+        size = -(-_nbytes(graph.tensors[i]) // _ALIGNMENT) * _ALIGNMENT
+        groups[r] = max(groups.get(r, 0), size)
+    orders = (lambda r: (-groups[r], span[r][0]), lambda r: (span[r][0], -groups[r]),
+              lambda r: (-(span[r][1] - span[r][0]), -groups[r]), lambda r: (-groups[r] * (span[r][1] - span[r][0]),))
+    offset_of = min((_first_fit(groups, span, order) for order in orders),
+                    key=lambda found: max(found[r] + groups[r] for r in groups))
+    offsets = [offset_of[find(i)] if i in root else -1 for i in range(len(graph.tensors))]
+    plan = np.array([1, 0, len(offsets)] + offsets, np.int32)
+    buffer = schema.BufferT()
+    buffer.data = plan.view(np.uint8)
+    model.buffers.append(buffer)
+    metadata = schema.MetadataT()
+    metadata.name = "OfflineMemoryAllocation"
+    metadata.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != b"OfflineMemoryAllocation"] + [metadata]
+    import flatbuffers
+
+    builder = flatbuffers.Builder(len(content) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

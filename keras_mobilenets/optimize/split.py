@@ -13,7 +13,8 @@ one more tensor. Everything else is the original layers' own weights, sliced; th
 functional graph of built-in layers (plus our activation layers), so it converts like the original.
 
 Blocks with squeeze-excite stay whole (the excitation needs every channel of the depthwise output before
-any projection can start), and so do blocks without an expansion conv (their input is the whole tensor).
+any projection can start). A first block without an expansion conv takes the stem conv before it as its
+expansion (the paper's Section 5 treats the first layer so), when the stem feeds nothing else.
 """
 
 import numbers
@@ -24,17 +25,30 @@ from keras_mobilenets.nets.builder import _assign_layers, block_info, set_block_
 from keras_mobilenets.nets.flavors import flavor_of
 
 
-def _roles(model, record):
-    """The layers of one inverted residual block by role, or None when the block cannot be split."""
+def _roles(model, record, previous=None):
+    """The layers of one inverted residual block by role, or None when the block cannot be split.
+
+    A block without an expansion conv takes the conv before it (the stem) as its expansion, as the V2
+    paper's Section 5 does for the first layer, when that conv's output feeds nothing else.
+    """
     layers = [model.get_layer(name) for name in record.layers]
     kinds = [type(layer).__name__ for layer in layers]
-    if "Multiply" in kinds or "GlobalAveragePooling2D" in kinds or kinds.count("Conv2D") != 2:
-        return None  # squeeze-excite, or no expansion conv
-    if kinds[0] != "Conv2D":
+    if "Multiply" in kinds or "GlobalAveragePooling2D" in kinds:
+        return None  # squeeze-excite: the excitation needs every channel before any projection
+    if kinds.count("Conv2D") == 1 and previous is not None and previous.kind == "conv_bn":
+        stem = [model.get_layer(name) for name in previous.layers[-3:]]
+        if [type(layer).__name__ for layer in stem[:2]] != ["Conv2D", "BatchNormalization"]:
+            return None
+        if len(stem[2]._outbound_nodes) != 1 or stem[0].groups != 1:
+            return None
+        layers = stem + layers
+    elif kinds.count("Conv2D") != 2 or kinds[0] != "Conv2D":
         return None
     expand, expand_bn, expand_act = layers[0:3]
     rest = layers[3:]
     pad = rest.pop(0) if type(rest[0]).__name__ == "ZeroPadding2D" else None
+    if len(rest) < 5:
+        return None
     depthwise, depthwise_bn, depthwise_act, project, project_bn = rest[:5]
     add = rest[5] if len(rest) > 5 else None
     expected = ("Conv2D", "BatchNormalization", None, "DepthwiseConv2D", "BatchNormalization", None,
@@ -42,20 +56,28 @@ def _roles(model, record):
     found = [expand, expand_bn, expand_act, depthwise, depthwise_bn, depthwise_act, project, project_bn]
     if any(kind and type(layer).__name__ != kind for kind, layer in zip(expected, found)):
         return None
-    if expand.use_bias or project.use_bias or depthwise.use_bias:
+    if expand.use_bias or project.use_bias or depthwise.use_bias or depthwise.depth_multiplier != 1:
         return None
     return dict(expand=expand, expand_bn=expand_bn, expand_act=expand_act, pad=pad, depthwise=depthwise,
                 depthwise_bn=depthwise_bn, depthwise_act=depthwise_act, project=project,
                 project_bn=project_bn, add=add)
 
 
+def _plans(model):
+    """{block output name: roles} of every splittable block."""
+    records = block_info(model)
+    found = {}
+    for i, record in enumerate(records):
+        if record.kind == "inverted_residual":
+            roles = _roles(model, record, records[i - 1] if i else None)
+            if roles:
+                found[record.output] = roles
+    return found
+
+
 def splittable_blocks(model):
     """{block output layer name: expanded channels} for every block `split_blocks` can split."""
-    found = {}
-    for record in block_info(model):
-        if record.kind == "inverted_residual" and _roles(model, record):
-            found[record.output] = int(model.get_layer(record.layers[0]).filters)
-    return found
+    return {name: int(roles["expand"].filters) for name, roles in _plans(model).items()}
 
 
 def _check_t(t, expanded, where):
@@ -148,10 +170,10 @@ def split_blocks(model, t=4):
         _check_t(t, smallest, where)
         per_block = {name: int(t) for name in splittable}
     records = block_info(model)
-    plans = {}  # first layer name -> (record, roles, t)
-    for record in records:
-        if per_block.get(record.output, 1) > 1:
-            plans[record.layers[0]] = (record, _roles(model, record), per_block[record.output])
+    plans = {}  # first layer name -> (block output, roles, t)
+    for name, roles in _plans(model).items():
+        if per_block.get(name, 1) > 1:
+            plans[roles["expand"].name] = (name, roles, per_block[name])
     flavor = flavor_of(model)
     layers = flavor.layers
     new = {}
@@ -163,13 +185,13 @@ def split_blocks(model, t=4):
         if type(layer).__name__ == "InputLayer" or layer.name in skip:
             continue
         if layer.name in plans:
-            record, roles, groups = plans[layer.name]
+            output, roles, groups = plans[layer.name]
             x = new[id(layer.input)]
             y = _split_block(x, roles, groups, layers)
             if roles["add"] is not None:
                 y = layers.Add(name=roles["add"].name)([x, y])
-            new[id(model.get_layer(record.output).output)] = y
-            skip.update(record.layers)
+            new[id(model.get_layer(output).output)] = y
+            skip.update(role.name for role in roles.values() if role is not None)
             continue
         args = [new[id(tensor)] for tensor in _tensors(layer.input)]
         clone = type(layer).from_config(layer.get_config())
@@ -179,4 +201,5 @@ def split_blocks(model, t=4):
     outputs = [new[id(o)] for o in model.outputs]
     copy = flavor.model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
                          name=f"{model.name}_split")
-    return set_block_info(copy, _assign_layers(copy, records))
+    names = {layer.name for layer in copy.layers}  # a stem taken into block 0 is no block of its own
+    return set_block_info(copy, _assign_layers(copy, [r for r in records if r.output in names]))
