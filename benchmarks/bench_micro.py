@@ -4,9 +4,10 @@
     python benchmarks/bench_micro.py latency --config v2-0.35-96 --t 1 2 4 8 16
     python benchmarks/bench_micro.py classic --write-table
 
-`arena`: smallest arena (bisection to 16 bytes), the recording allocator's head (planned tensors) and tail
-(persistent data), the live-tensor lower bound of the op order, the int8 file size, and the Section 5
-figure at 8 bits. `latency`: median seconds of one image on LiteRT float32 and int8 (XNNPACK, 1 thread)
+`arena`: smallest arena (bisection to 16 bytes) with TFLite Micro's own memory plan and with our offline
+plan (in-place ADDs), the recording allocator's head (planned tensors) and tail (persistent data) of the
+latter, the live-tensor bound of the op order without in-place ADDs (and the op where it peaks), the int8
+file size, and the Section 5 figure at 8 bits. `latency`: median seconds of one image on LiteRT float32 and int8 (XNNPACK, 1 thread)
 and on TFLite Micro (reference kernels), as ratios to t=1. `classic`: V1 0.25 96x96x1, V2 0.35 96x96,
 V3-Small minimalistic 0.75 96x96, unsplit and split; --write-table rewrites keras_mobilenets/deploy/
 micro_table.py, the table `keras-mobilenets micro --arena ... --flash ...` searches.
@@ -44,21 +45,25 @@ def _build(name, t):
 
 def arena(names, ts):
     from keras_mobilenets.deploy import micro
+    from keras_mobilenets.optimize.split import execution_order
 
-    print(f"{'config':<18}{'t':>3}{'arena':>11}{'head':>11}{'tail':>10}{'live':>11}{'file':>11}"
-          f"{'Sec.5':>9}{'x Sec.5':>8}  peak op (layer)   [convert s]")
+    print(f"{'config':<16}{'t':>3}{'arena':>11}{'in-place':>11}{'head':>10}{'tail':>10}{'live':>10}"
+          f"{'file':>11}{'Sec.5':>9}{'x Sec.5':>8}  peak op (layer)   [convert s]")
     for name in names:
         for t in ts:
             model, split = _build(name, t)
             started = time.perf_counter()
             content = micro.convert_micro(split, micro.synthetic_images(model))
             seconds = time.perf_counter() - started
-            report = micro.measure(model, content)
-            recorded = micro.recorded_allocations(content, report.arena_bytes)
-            live, _, op, layer = micro.live_peak(content)
-            print(f"{name:<18}{t:>3}{report.arena_bytes:>11,}{recorded['head']:>11,}{recorded['tail']:>10,}"
-                  f"{live:>11,}{report.file_bytes:>11,}{report.predicted_peak_bytes:>9,}"
-                  f"{report.arena_bytes / report.predicted_peak_bytes:>8.1f}  {op} ({layer})  [{seconds:.0f}]",
+            plain = micro.measure(model, content)
+            order = execution_order(split)
+            planned_file = micro.plan_offline(content, layer_order=order)
+            planned = micro.measure(model, planned_file)
+            recorded = micro.recorded_allocations(planned_file, planned.arena_bytes)
+            live, _, op, layer = micro.live_peak(micro.plan_offline(content, False, order))
+            print(f"{name:<16}{t:>3}{plain.arena_bytes:>11,}{planned.arena_bytes:>11,}{recorded['head']:>10,}"
+                  f"{recorded['tail']:>10,}{live:>10,}{plain.file_bytes:>11,}{plain.predicted_peak_bytes:>9,}"
+                  f"{planned.arena_bytes / plain.predicted_peak_bytes:>8.1f}  {op} ({layer})  [{seconds:.0f}]",
                   flush=True)
 
 

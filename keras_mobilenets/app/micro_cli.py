@@ -21,6 +21,8 @@ def add_micro_command(command):
     micro.add_argument("--split", type=int, default=1,
                        help="t of the V2 paper's t-way split of every inverted residual block")
     micro.add_argument("--classes", type=int, default=1000, help="classifier width (with --arch)")
+    micro.add_argument("--no-in-place", action="store_true",
+                       help="keep TFLite Micro's own memory plan (no offline plan with in-place ADDs)")
     micro.add_argument("--out", help="also write the int8 .tflite file here (with --arch)")
     micro.set_defaults(run=run_micro_command)
     return micro
@@ -49,7 +51,8 @@ def run_micro_command(args):
             print("nothing measured fits; measure another configuration with --arch ... --split T")
         return 0 if rows else 1
     report, content = micro.measure_configuration(args.arch, args.alpha, args.resolution, args.channels,
-                                                  args.minimalistic, args.split, args.classes)
+                                                  args.minimalistic, args.split, args.classes,
+                                                  in_place=not args.no_in_place)
     if args.out:
         from keras_mobilenets.fileio import write_atomic
 

@@ -473,15 +473,20 @@ def synthetic_images(model, count=8, seed=0):
 
 
 def measure_configuration(arch="v2", alpha=0.35, resolution=96, channels=3, minimalistic=False, t=1,
-                          classes=1000, resolution_bytes=_ALIGNMENT, images=None):
+                          classes=1000, resolution_bytes=_ALIGNMENT, images=None, in_place=True):
     """(MicroReport, int8 file bytes) of one configuration: built (untrained: the arena and the file size
-    do not depend on the weights), split in `t` groups, converted, checked, and run on TFLite Micro."""
+    do not depend on the weights), split in `t` groups, converted, checked, given an offline memory plan
+    with in-place ADDs (`plan_offline`, unless in_place=False) and run on TFLite Micro."""
     from keras_mobilenets.optimize.split import split_blocks
 
     model = micro_model(arch, alpha, resolution, channels, minimalistic, classes)
     images = synthetic_images(model) if images is None else images
     converted = model if t == 1 else split_blocks(model, t)
     content = convert_micro(converted, images)
+    if in_place:
+        from keras_mobilenets.optimize.split import execution_order
+
+        content = plan_offline(content, layer_order=execution_order(converted))
     report = measure(model, content, resolution_bytes)
     return report, content
 
@@ -501,20 +506,59 @@ def _first_fit(groups, span, order):
     return offset_of
 
 
-def plan_offline(content, in_place=True):
+def _reorder(graph, layer_order):
+    """Run the ops in `layer_order` (Keras layer names, topological) as far as their data allows: Kahn's
+    algorithm with each op's priority the position of the layer its output tensor names."""
+    import heapq
+
+    position = {name: i for i, name in enumerate(layer_order)}
+    keys, previous = [], -1
+    for j, op in enumerate(graph.operators):
+        name = graph.tensors[op.outputs[0]].name.decode().split(";")[0]
+        parts = [p for p in name.split("/") if p]
+        layer = parts[1] if len(parts) > 2 else parts[0] if parts else ""
+        key = position.get(layer[:-2] if layer.endswith("_1") else layer, position.get(layer, previous))
+        keys.append((key, j))
+        previous = key
+    producer = {i: j for j, op in enumerate(graph.operators) for i in op.outputs}
+    waiting = [{producer[i] for i in op.inputs if i in producer} for op in graph.operators]
+    users = [[] for _ in graph.operators]
+    for j, needs in enumerate(waiting):
+        for k in needs:
+            users[k].append(j)
+    ready = [keys[j] for j, needs in enumerate(waiting) if not needs]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, j = heapq.heappop(ready)
+        order.append(j)
+        for k in users[j]:
+            waiting[k].discard(j)
+            if not waiting[k]:
+                heapq.heappush(ready, keys[k])
+    graph.operators = [graph.operators[j] for j in order]
+
+
+def plan_offline(content, in_place=True, layer_order=None):
     """The file with an offline memory plan (TFLite Micro's "OfflineMemoryAllocation" metadata) in which
-    each ADD whose input dies there writes over that input, and a copy of the file's bytes otherwise
-    unchanged.
+    each ADD whose input dies there writes over that input.
 
     TFLite Micro's own planner gives every tensor its own buffer for its lifetime, so the running sum of
     the t-way split (acc_g = acc_(g-1) + p_g) holds three block-output tensors at each ADD; TFLite Micro
     documents that an offline plan may overlap buffers whose data is not used at the same time, and its
     int8 ADD of equal shapes reads and writes element by element, so the output can take the dying
-    input's place. The placement is greedy by size, like TFLite Micro's own planner, on 16-byte offsets.
+    input's place. The placement is the best of four greedy first-fit orders, on 16-byte offsets.
+
+    `layer_order` (Keras layer names in the order to run them, e.g. `optimize.split.execution_order` of a
+    split model) also reorders the ops: the converter follows the Keras graph's depth order, which runs
+    every group's expansion, then every group's depthwise conv (V2 1.0/224 at t=16 held ten block
+    outputs at once); the split model's own order keeps one group's tensors alive at a time.
     """
     schema = _schema()
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
     graph = model.subgraphs[0]
+    if layer_order is not None:
+        _reorder(graph, layer_order)
     names = _op_names(schema)
     produced = {i for op in graph.operators for i in op.outputs}
     planned = [i for i in range(len(graph.tensors)) if i in produced or i in list(graph.inputs)]

@@ -93,8 +93,12 @@ def _copy(layer, name, weights=None, **changes):
     return type(layer).from_config(config), weights
 
 
+_CREATED = []  # layer names in the order split_blocks calls them (reset per call)
+
+
 def _call(made, x):
     layer, weights = made
+    _CREATED.append(layer.name)
     y = layer(x)
     if weights is not None:
         layer.set_weights(weights)
@@ -142,7 +146,11 @@ def _split_block(x, roles, t, layers):
         y = _call(_copy(roles["depthwise_act"], f"{roles['depthwise_act'].name}_g{g}"), y)
         weights = [p_kernel[:, :, sl, :]] + ([p_bias] if g == 0 else [])
         y = _call(_copy(project, f"{project.name}_g{g}", weights, use_bias=g == 0), y)
-        total = y if total is None else layers.Add(name=f"{project.name}_sum_{g}")([total, y])
+        if total is None:
+            total = y
+        else:
+            _CREATED.append(f"{project.name}_sum_{g}")
+            total = layers.Add(name=f"{project.name}_sum_{g}")([total, y])
     return total
 
 
@@ -181,6 +189,7 @@ def split_blocks(model, t=4):
     for old, fresh in zip(model.inputs, inputs):
         new[id(old)] = fresh
     skip = set()
+    _CREATED.clear()
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer" or layer.name in skip:
             continue
@@ -189,17 +198,27 @@ def split_blocks(model, t=4):
             x = new[id(layer.input)]
             y = _split_block(x, roles, groups, layers)
             if roles["add"] is not None:
+                _CREATED.append(roles["add"].name)
                 y = layers.Add(name=roles["add"].name)([x, y])
             new[id(model.get_layer(output).output)] = y
             skip.update(role.name for role in roles.values() if role is not None)
             continue
         args = [new[id(tensor)] for tensor in _tensors(layer.input)]
         clone = type(layer).from_config(layer.get_config())
+        _CREATED.append(clone.name)
         y = clone(args if isinstance(layer.input, (list, tuple)) else args[0])
         clone.set_weights(layer.get_weights())
         new[id(layer.output)] = y
     outputs = [new[id(o)] for o in model.outputs]
     copy = flavor.model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
                          name=f"{model.name}_split")
+    copy.execution_order = tuple(_CREATED)
     names = {layer.name for layer in copy.layers}  # a stem taken into block 0 is no block of its own
     return set_block_info(copy, _assign_layers(copy, [r for r in records if r.output in names]))
+
+
+def execution_order(model):
+    """Layer names in the order a split model computes them: group by group, each group's expand,
+    depthwise and partial projection before the next group's (what keeps only one group's slice of the
+    expansion alive). Keras' own `model.layers` lists layers by depth, which interleaves the groups."""
+    return list(getattr(model, "execution_order", None) or [layer.name for layer in model.layers])
