@@ -186,7 +186,9 @@ def _interpreter(content, arena_size):
 def runtime_interpreter(content, arena_size=None):
     """TFLite Micro's own Python interpreter on a checked file (for timing or direct use)."""
     check_file(content)
-    return _interpreter(content, default_arena(content) if arena_size is None else arena_size)
+    arena_size = default_arena(content) if arena_size is None else arena_size
+    _check_arena(content, arena_size)
+    return _interpreter(content, arena_size)
 
 
 def default_arena(content):
@@ -201,6 +203,7 @@ def run_micro(content, images, arena_size=None, isolate=False, raw=False, check=
     if check:
         check_file(content)
     arena_size = default_arena(content) if arena_size is None else arena_size
+    _check_arena(content, arena_size)
     images = np.asarray(images, np.float32)
     if isolate:
         return _run_child(content, images, arena_size, raw)
@@ -271,8 +274,30 @@ def _run_child(content, images, arena_size, raw):
     return _child(content, images, arena_size, raw)[0]
 
 
+def offline_plan_bytes(content):
+    """The bytes an offline memory plan (`plan_offline`) places tensors in; 0 for a file without one.
+    TFLite Micro does not check them against the arena: a smaller arena crashes the process."""
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    for metadata in model.metadata or []:
+        if metadata.name == b"OfflineMemoryAllocation":
+            plan = np.frombuffer(model.buffers[metadata.buffer].data.tobytes(), np.int32)[3:]
+            graph = model.subgraphs[0]
+            return max((int(o) + _nbytes(graph.tensors[i]) for i, o in enumerate(plan) if o >= 0), default=0)
+    return 0
+
+
+def _check_arena(content, arena_size):
+    needed = offline_plan_bytes(content)
+    if arena_size < needed:
+        raise RuntimeError(f"TFLite Micro failed with arena_size={arena_size}: the file's offline memory "
+                           f"plan alone needs {needed} bytes")
+
+
 def fits(content, arena_size):
     """Whether TFLite Micro allocates and invokes the model in `arena_size` bytes (in this process)."""
+    if arena_size < offline_plan_bytes(content):
+        return False
     with _captured_stderr():
         try:
             interpreter = _interpreter(content, arena_size)
@@ -291,7 +316,7 @@ def smallest_arena(content, resolution=_ALIGNMENT, high=None):
     check_file(content)
     high = default_arena(content) if high is None else int(high)
     _child(content, _zeros_input(content), high)  # an abort stays in the child
-    low = 0  # does not fit
+    low = max(0, offline_plan_bytes(content) - 1)  # does not fit
     while not fits(content, high):
         low, high = high, high * 2
         if high > 1 << 31:

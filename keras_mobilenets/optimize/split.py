@@ -127,10 +127,10 @@ def _split_block(x, roles, t, layers):
     e_kernel = np.asarray(expand.get_weights()[0])
     d_kernel = np.asarray(depthwise.get_weights()[0])
     p_kernel = np.asarray(project.get_weights()[0])
-    gamma, beta, mean, var = _bn_full(roles["project_bn"])
+    gamma, beta, mean, var = (w.astype(np.float64) for w in _bn_full(roles["project_bn"]))
     scale = gamma / np.sqrt(var + roles["project_bn"].epsilon)
-    p_kernel = p_kernel * scale
-    p_bias = beta - mean * scale
+    p_kernel = (p_kernel.astype(np.float64) * scale).astype(np.float32)
+    p_bias = (beta - mean * scale).astype(np.float32)
     groups = np.array_split(np.arange(e_kernel.shape[-1]), t)
     total = None
     for g, channels in enumerate(groups):
