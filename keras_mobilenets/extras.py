@@ -8,6 +8,7 @@ EXTRAS = {
     "optimize": ("tf-keras>=2.21,<2.22", "tensorflow-model-optimization>=0.8,<0.9"),
     "deploy": ("ai-edge-litert>=2.0",),
     "timm": ("safetensors>=0.4",),  # reading timm's MobileNetV4 weights (nets/timm_weights.py)
+    "micro": ("ai-edge-litert>=2.0", "tflite-micro>=0.dev20250101"),
 }
 
 

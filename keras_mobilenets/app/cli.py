@@ -378,6 +378,11 @@ def build_parser():
 
     repro = command("reproduce", help="check the papers' MACs and memory numbers")
     repro.set_defaults(run=_reproduce)
+
+    # --- micro: TFLite Micro arena / flash (issue 18); the command lives in app/micro_cli.py ---
+    from keras_mobilenets.app.micro_cli import add_micro_command
+
+    add_micro_command(command)
     return parser
 
 
