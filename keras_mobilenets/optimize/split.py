@@ -93,12 +93,10 @@ def _copy(layer, name, weights=None, **changes):
     return type(layer).from_config(config), weights
 
 
-_CREATED = []  # layer names in the order split_blocks calls them (reset per call)
-
-
-def _call(made, x):
+def _call(made, x, order):
+    """Call a copied layer on `x`, set its weights, and note its name in the execution `order`."""
     layer, weights = made
-    _CREATED.append(layer.name)
+    order.append(layer.name)
     y = layer(x)
     if weights is not None:
         layer.set_weights(weights)
@@ -121,7 +119,7 @@ def _bn_full(bn):
     return gamma, beta, weights[0], weights[1]
 
 
-def _split_block(x, roles, t, layers):
+def _split_block(x, roles, t, layers, order):
     """The split subgraph of one block on the new input `x`; returns the block's new output."""
     expand, depthwise, project = roles["expand"], roles["depthwise"], roles["project"]
     e_kernel = np.asarray(expand.get_weights()[0])
@@ -136,20 +134,20 @@ def _split_block(x, roles, t, layers):
     for g, channels in enumerate(groups):
         sl = slice(int(channels[0]), int(channels[-1]) + 1)
         size = sl.stop - sl.start
-        y = _call(_copy(expand, f"{expand.name}_g{g}", [e_kernel[..., sl]], filters=size), x)
-        y = _call(_bn_slice(roles["expand_bn"], sl, f"{roles['expand_bn'].name}_g{g}"), y)
-        y = _call(_copy(roles["expand_act"], f"{roles['expand_act'].name}_g{g}"), y)
+        y = _call(_copy(expand, f"{expand.name}_g{g}", [e_kernel[..., sl]], filters=size), x, order)
+        y = _call(_bn_slice(roles["expand_bn"], sl, f"{roles['expand_bn'].name}_g{g}"), y, order)
+        y = _call(_copy(roles["expand_act"], f"{roles['expand_act'].name}_g{g}"), y, order)
         if roles["pad"] is not None:
-            y = _call(_copy(roles["pad"], f"{roles['pad'].name}_g{g}"), y)
-        y = _call(_copy(depthwise, f"{depthwise.name}_g{g}", [d_kernel[:, :, sl, :]]), y)
-        y = _call(_bn_slice(roles["depthwise_bn"], sl, f"{roles['depthwise_bn'].name}_g{g}"), y)
-        y = _call(_copy(roles["depthwise_act"], f"{roles['depthwise_act'].name}_g{g}"), y)
+            y = _call(_copy(roles["pad"], f"{roles['pad'].name}_g{g}"), y, order)
+        y = _call(_copy(depthwise, f"{depthwise.name}_g{g}", [d_kernel[:, :, sl, :]]), y, order)
+        y = _call(_bn_slice(roles["depthwise_bn"], sl, f"{roles['depthwise_bn'].name}_g{g}"), y, order)
+        y = _call(_copy(roles["depthwise_act"], f"{roles['depthwise_act'].name}_g{g}"), y, order)
         weights = [p_kernel[:, :, sl, :]] + ([p_bias] if g == 0 else [])
-        y = _call(_copy(project, f"{project.name}_g{g}", weights, use_bias=g == 0), y)
+        y = _call(_copy(project, f"{project.name}_g{g}", weights, use_bias=g == 0), y, order)
         if total is None:
             total = y
         else:
-            _CREATED.append(f"{project.name}_sum_{g}")
+            order.append(f"{project.name}_sum_{g}")
             total = layers.Add(name=f"{project.name}_sum_{g}")([total, y])
     return total
 
@@ -189,30 +187,30 @@ def split_blocks(model, t=4):
     for old, fresh in zip(model.inputs, inputs):
         new[id(old)] = fresh
     skip = set()
-    _CREATED.clear()
+    order = []  # layer names in the order they are called: group by group
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer" or layer.name in skip:
             continue
         if layer.name in plans:
             output, roles, groups = plans[layer.name]
             x = new[id(layer.input)]
-            y = _split_block(x, roles, groups, layers)
+            y = _split_block(x, roles, groups, layers, order)
             if roles["add"] is not None:
-                _CREATED.append(roles["add"].name)
+                order.append(roles["add"].name)
                 y = layers.Add(name=roles["add"].name)([x, y])
             new[id(model.get_layer(output).output)] = y
             skip.update(role.name for role in roles.values() if role is not None)
             continue
         args = [new[id(tensor)] for tensor in _tensors(layer.input)]
         clone = type(layer).from_config(layer.get_config())
-        _CREATED.append(clone.name)
+        order.append(clone.name)
         y = clone(args if isinstance(layer.input, (list, tuple)) else args[0])
         clone.set_weights(layer.get_weights())
         new[id(layer.output)] = y
     outputs = [new[id(o)] for o in model.outputs]
     copy = flavor.model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
                          name=f"{model.name}_split")
-    copy.execution_order = tuple(_CREATED)
+    copy.execution_order = tuple(order)
     names = {layer.name for layer in copy.layers}  # a stem taken into block 0 is no block of its own
     return set_block_info(copy, _assign_layers(copy, [r for r in records if r.output in names]))
 
