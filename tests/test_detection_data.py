@@ -131,6 +131,18 @@ def test_annotation_file_without_images_or_annotations_is_refused(tmp_path, miss
         det.read_coco(tmp_path)
 
 
+def test_hostile_annotation_and_image_paths_are_refused_without_reading_them(tmp_path):
+    os.mkfifo(tmp_path / "instances.json")  # a pipe would block a plain open() forever
+    with pytest.raises(DataError, match="instances.json: not a regular file"):
+        det.read_coco(tmp_path)
+    os.remove(tmp_path / "instances.json")
+    _png(tmp_path / "outside.png", 10, 10)
+    root = _coco(tmp_path / "set", [{"id": 1, "file_name": "../../outside.png", "width": 10, "height": 10}],
+                 [_box(1, 1, 3, [0, 0, 5, 5])])
+    boxes = det.read_coco(root)
+    assert not boxes.records and "resolves outside the data folder" in boxes.skipped[0].reason
+
+
 def test_unknown_category_id_skips_the_image_with_a_report_or_raises_in_strict_mode(tmp_path):
     root = _coco(tmp_path, IMAGES, [_box(1, 1, 99, [20, 10, 100, 40]), _box(2, 2, 3, [5, 8, 10, 16])])
     boxes = det.read_coco(root)

@@ -46,7 +46,7 @@ MAX_ANNOTATION_BYTES = 2 * 1024 ** 3  # COCO's instances_train2017.json is 448 M
 COCO_CATEGORY_IDS = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: records compare by identity
 class BoxRecord:
     """One image and its objects: boxes [N, 4] normalized (ymin, xmin, ymax, xmax), classes [N] in
     0..num_classes-1, ignore [N] (crowd / difficult: not trained on, ignored by the COCO metric)."""
@@ -154,12 +154,12 @@ def _read_annotation_file(path, follow_links=True, root=None):
 def find_coco_annotations(directory):
     """The annotation file of a COCO folder: `instances.json`, else the one `annotations/instances_*.json`."""
     directory = os.fspath(directory)
-    if os.path.isfile(directory):
-        return directory
-    if not os.path.isdir(directory):
+    if not os.path.lexists(directory):
         raise DataError(f"data path {directory!r} does not exist")
+    if not os.path.isdir(directory):
+        return directory  # the annotation file itself (read_data_file refuses pipes and devices)
     top = os.path.join(directory, "instances.json")
-    if os.path.isfile(top):
+    if os.path.lexists(top):
         return top
     folder = os.path.join(directory, "annotations")
     found = sorted(f for f in os.listdir(folder) if f.startswith("instances_") and f.endswith(".json")) \
@@ -199,7 +199,8 @@ def read_coco(path, image_dir=None, strict=False, follow_links=False, workers=8)
     `path` is a folder holding `instances.json` (or one `annotations/instances_*.json`) or the annotation
     file itself; images are looked up under `image_dir`, else `images/` beside it, else (COCO's layout)
     `val2017/` for `annotations/instances_val2017.json`, else the folder itself. Classes follow the
-    categories sorted by id; `category_ids` keeps the ids. See the module docstring for the checks.
+    categories sorted by id; `category_ids` keeps the ids. Images without annotations are kept (pure
+    background); crowd annotations get `ignore=True`. See the module docstring for the checks.
     """
     json_path = find_coco_annotations(path)
     image_dir = _coco_image_dir(json_path, image_dir)
