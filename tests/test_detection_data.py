@@ -12,7 +12,7 @@ from PIL import Image
 
 from keras_mobilenets.data import detection as det
 from keras_mobilenets.data.datasets import shapes
-from keras_mobilenets.data.detection_metrics import coco_evaluate
+from keras_mobilenets.data.detection_metrics import coco_evaluate, split_detections
 from keras_mobilenets.data.pipelines import DataError
 from keras_mobilenets.data.shapes import SHAPES_CLASSES
 
@@ -406,6 +406,12 @@ def test_missed_class_scores_zero_and_padded_outputs_are_cut():
     metrics = coco_evaluate(RECORDS, detections, NAMES)
     assert metrics["per_class_ap"]["round"] == 0.0 and metrics["per_class_ap"]["absent"] is None
     assert metrics["per_class_ap_50"]["square"] == pytest.approx(0.5, abs=0.01)  # 1 of 2 squares found first
+    batched = {"detection_boxes": np.stack([d["boxes"] for d in detections]), "num_detections": [0, 1],
+               "detection_scores": np.stack([d["scores"] for d in detections]).astype(np.float32),
+               "detection_classes": np.stack([d["classes"] for d in detections]).astype(np.float32)}
+    split = split_detections(batched)
+    assert [len(d["boxes"]) for d in split] == [0, 1] and split[1]["classes"].tolist() == [0]
+    assert coco_evaluate(RECORDS, split, NAMES)["per_class_ap_50"] == metrics["per_class_ap_50"]
     nothing = coco_evaluate(RECORDS, [{"boxes": [], "scores": [], "classes": []}] * 2, NAMES)
     assert nothing["map"] == 0.0 and nothing["per_class_ap"] == {"square": 0.0, "round": 0.0, "absent": None}
     with pytest.raises(ValueError, match="detections has 1 entries for 2 records"):

@@ -35,4 +35,4 @@ from keras_mobilenets.data.detection import (  # boxed data for detection (issue
     read_voc,
     tfds_examples,
 )
-from keras_mobilenets.data.detection_metrics import coco_evaluate
+from keras_mobilenets.data.detection_metrics import coco_evaluate, split_detections

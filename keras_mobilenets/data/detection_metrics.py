@@ -17,11 +17,30 @@ STAT_NAMES = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large",
               "ar_1", "ar_10", "ar_100", "ar_small", "ar_medium", "ar_large")
 
 
+def _field(item, name):
+    """item["boxes"] or item["detection_boxes"] (the Object Detection API's / our serving outputs' names)."""
+    if name in item:
+        return item[name]
+    if "detection_" + name in item:
+        return item["detection_" + name]
+    raise KeyError(f"detections need {name!r} (or 'detection_{name}'); got keys {sorted(item)}")
+
+
+def split_detections(batch):
+    """Per-image detection dicts from one batched output: {"boxes" or "detection_boxes": [B, K, 4],
+    scores, classes, optional num_detections [B]} -> B dicts of numpy arrays, padding cut."""
+    boxes, scores, classes = (np.asarray(_field(batch, name)) for name in ("boxes", "scores", "classes"))
+    counts = batch.get("num_detections")
+    counts = np.full(len(boxes), boxes.shape[1]) if counts is None else np.asarray(counts).reshape(-1)
+    return [{"boxes": b[:n], "scores": s[:n], "classes": c[:n].astype(np.int64)}
+            for b, s, c, n in zip(boxes, scores, classes, counts.astype(int))]
+
+
 def _detections_of(item, index):
     """(boxes [K, 4], scores [K], classes [K]) of one image's detections: a dict with "boxes", "scores",
-    "classes" (and optionally "num_detections", the padded NMS output) or such a triple."""
+    "classes" (or "detection_boxes", ...; optionally "num_detections", the padded NMS output) or a triple."""
     if isinstance(item, dict):
-        boxes, scores, classes = item["boxes"], item["scores"], item["classes"]
+        boxes, scores, classes = (_field(item, name) for name in ("boxes", "scores", "classes"))
         count = item.get("num_detections")
     else:
         boxes, scores, classes = item
@@ -83,7 +102,8 @@ def coco_evaluate(records, detections, class_names, pr_curve=False):
     "per_class_ap_50" {name: AP@.5}, "num_images", "num_boxes"}.
 
     `detections` has one entry per record, in order: a dict with normalized "boxes" [K, 4], "scores"
-    [K] and class-index "classes" [K] (an optional "num_detections" cuts padded NMS output). A metric
+    [K] and class-index "classes" [K] (an optional "num_detections" cuts padded NMS output; the
+    "detection_" names work too, and `split_detections` cuts a batched NMS output into such dicts). A metric
     with no ground truth to score (an area range or a class without boxes) is None, as COCOeval's -1.
     `pr_curve=True` adds "recall" (101 points) and "precision_50" {name: precision at each recall, at
     IoU .5, all areas, 100 detections} for `plot_precision_recall`.
