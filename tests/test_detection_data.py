@@ -350,7 +350,7 @@ def test_pipeline_batches_padded_targets_in_record_order_and_splits_without_shar
     assert "train: " in data.report()
 
 
-def test_tfds_boxes_through_tfds_mock_data():
+def test_tfds_boxes_through_tfds_mock_data(tmp_path):
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=4):
@@ -366,6 +366,8 @@ def test_tfds_boxes_through_tfds_mock_data():
             images, targets = next(iter(pipeline))
             assert images.shape == (2, 64, 64, 3) and targets["classes"].shape == (2, 8)
     assert len(det.COCO_CATEGORY_IDS) == 80 and det.COCO_CATEGORY_IDS[-1] == 90
+    with pytest.raises(DataError, match="'voc/2007' is not prepared in data_dir=.*download=True"):
+        det.tfds_examples("voc/2007", "test", data_dir=str(tmp_path))  # no download without asking
 
 
 # --------------------------------------------------------------------------------- the metric

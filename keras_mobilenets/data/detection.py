@@ -26,7 +26,6 @@ import tensorflow as tf
 
 from keras_mobilenets.data.pipelines import (
     AUTOTUNE,
-    IMAGE_EXTENSIONS,
     BadFile,
     DataError,
     _check_splits,
@@ -739,7 +738,12 @@ def tfds_examples(name, split, data_dir=None, download=False):
         return {"image": image, "boxes": tf.boolean_mask(boxes, valid),
                 "classes": tf.boolean_mask(classes, valid), "ignore": tf.boolean_mask(ignore, valid)}
 
-    examples = builder.as_dataset(split=split, shuffle_files=False)
+    try:
+        examples = builder.as_dataset(split=split, shuffle_files=False)
+    except AssertionError as error:  # TFDS's way of saying the data is not there
+        raise DataError(f"TFDS dataset {name!r} is not prepared in data_dir={data_dir!r} ({error}); prepare "
+                        "it on a machine with network access (tfds.builder(name, data_dir=...)"
+                        ".download_and_prepare()) or pass download=True") from None
     return examples.map(convert, num_parallel_calls=AUTOTUNE), class_names, category_ids
 
 
