@@ -111,7 +111,8 @@ def test_coco_layout_with_annotations_folder_finds_the_image_folder(tmp_path):
     _png(tmp_path / "val2017" / "a.png", 200, 100)
     (tmp_path / "annotations").mkdir()
     (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(
-        {"images": IMAGES[:1], "annotations": [_box(1, 1, 3, [0, 0, 10, 10])], "categories": [{"id": 3, "name": "cat"}]}))
+        {"images": IMAGES[:1], "annotations": [_box(1, 1, 3, [0, 0, 10, 10])],
+         "categories": [{"id": 3, "name": "cat"}]}))
     boxes = det.read_coco(tmp_path)
     assert boxes.records[0].path == str(tmp_path / "val2017" / "a.png") and not boxes.skipped
 

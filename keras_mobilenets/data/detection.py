@@ -264,7 +264,8 @@ def read_coco(path, image_dir=None, strict=False, follow_links=False, workers=8)
             problems.skip(file, bad.reason)
             continue
         height, width = shape
-        if (image.get("width"), image.get("height")) != (width, height):
+        stated = (image.get("width"), image.get("height"))
+        if stated != (None, None) and stated != (width, height):  # absent: the file's own size is used
             problems.skip(file, f"{json_path} gives it width {image.get('width')!r} and height "
                                 f"{image.get('height')!r} but the file is {width}x{height}; the boxes "
                                 "would not fit it")
@@ -392,7 +393,7 @@ def read_voc(directory, class_names=None, strict=False, follow_links=False, work
             problems.skip(file, f"{bad.reason} (named by {os.path.basename(xml_path)})")
             continue
         height, width = shape
-        if dims is not None and dims != (width, height):
+        if dims is not None and 0 not in dims and dims != (width, height):  # <size> 0 x 0: not stated
             problems.skip(file, f"{xml_path} gives size {dims[0]}x{dims[1]} but the file is {width}x{height}; "
                                 "the boxes would not fit it")
             continue
@@ -677,7 +678,8 @@ def from_boxes(boxes, image_size, batch_size=32, validation_split=0.1, test_spli
     digests = boxes.digests or {}
     groups = [digests.get(r.path, r.path) for r in records]
     parts = split_indices(np.zeros(len(records), np.int64), (validation_split, test_split), seed, groups=groups)
-    split_records = {name: tuple(records[i] for i in part) for name, part in zip(("train", "validation", "test"), parts)}
+    split_records = {name: tuple(records[i] for i in part)
+                     for name, part in zip(("train", "validation", "test"), parts)}
     if not split_records["train"]:
         raise DataError(f"{len(records)} usable image(s) leave none for training with validation_split="
                         f"{validation_split} and test_split={test_split}")
