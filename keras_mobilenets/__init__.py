@@ -43,6 +43,14 @@ from keras_mobilenets.nets.spec import (
     minimalistic,
 )
 from keras_mobilenets.nets.weights import WeightsUnavailableError
+from keras_mobilenets.nets.detection import (  # detection (issue 15): SSDLite model, anchors, boxes
+    DetectorConfig,
+    SSDLite,
+    decode_detections,
+    detector_config,
+    encode_targets,
+    ssd_anchors,
+)
 from keras_mobilenets.nets.flavors import get_flavor as _get_flavor
 
 # Defines and registers the Keras 3 HardSwish / HardSigmoid now, so a .keras file with them loads with

@@ -18,6 +18,8 @@ class BlockProfile:
     params: int
     macs: int
     output_bytes: int
+    part: str = "backbone"
+    trainable_params: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,23 @@ class Profile:
             shape = "x".join(str(d) for d in b.output_shape)
             lines.append(f"{b.name:<28}{b.kind:<22}{shape:>16}{b.params:>12,}{b.macs:>14,}"
                          f"{b.output_bytes:>12,}")
+        parts = self.parts()
+        if len(parts) > 1:
+            for part, (params, trainable, macs) in parts.items():
+                lines.append(f"{part} params {params:,} (trainable {trainable:,}); MACs {macs:,} "
+                             f"({macs / 1e6:.1f}M)")
         lines.append(f"total params {self.params:,} (trainable {self.trainable_params:,}); "
                      f"MACs {self.macs:,} ({self.macs / 1e6:.1f}M); peak activation memory "
                      f"{self.peak_activation_bytes:,} bytes at {8 * self.bytes_per_element}-bit")
         return "\n".join(lines)
+
+    def parts(self):
+        """{part: (params, trainable params, MACs)}: "backbone", and "head" for what a task adds on top."""
+        totals = {}
+        for b in self.blocks:
+            params, trainable, macs = totals.get(b.part, (0, 0, 0))
+            totals[b.part] = (params + b.params, trainable + b.trainable_params, macs + b.macs)
+        return totals
 
 
 def layer_macs(layer):
@@ -108,12 +123,12 @@ def profile(model, bytes_per_element=2):
             peak = max(peak, _elements(layer.output.shape))
 
     blocks = []
-    groups = [(r.output, r.kind, r.layers) for r in records]
+    groups = [(r.output, r.kind, r.layers, getattr(r, "part", "backbone")) for r in records]
     top = tuple(layer.name for layer in model.layers
                 if layer.name not in {n for r in records for n in r.layers})
     if top:
-        groups.append((top[-1], "classifier", top))
-    for name, kind, members in groups:
+        groups.append((top[-1], "classifier", top, "backbone"))
+    for name, kind, members, part in groups:
         layers = [by_name[n] for n in members]
         out_shape = tuple(by_name[name].output.shape[1:])
         blocks.append(BlockProfile(
@@ -121,6 +136,8 @@ def profile(model, bytes_per_element=2):
             params=sum(layer.count_params() for layer in layers),
             macs=sum(layer_macs(layer) for layer in layers),
             output_bytes=math.prod(out_shape) * bytes_per_element,
+            part=part,
+            trainable_params=sum(math.prod(w.shape) for layer in layers for w in layer.trainable_weights),
         ))
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     kernels = sum(math.prod(w.shape) for w in model.weights if _weight_name(w).endswith("kernel"))

@@ -40,6 +40,7 @@ class BlockInfo:
     dilation: int
     channels: int
     layers: tuple = ()
+    part: str = "backbone"  # "head" for the layers a task (detection) adds on top of a backbone
 
 
 class BuildContext:

@@ -1,0 +1,18 @@
+"""Detection on MobileNet backbones: SSDLite / SSD tables, blocks, anchors, box coding and post-processing."""
+
+from keras_mobilenets.nets.detection.anchors import ssd_anchors
+from keras_mobilenets.nets.detection.box_coder import decode_boxes, encode_boxes
+from keras_mobilenets.nets.detection.config import DetectorConfig, detector_config
+from keras_mobilenets.nets.detection.postprocess import decode_detections
+from keras_mobilenets.nets.detection.spec import (
+    DETECTORS,
+    AnchorSpec,
+    DetectorSpec,
+    SSDExtra,
+    SSDLiteExtra,
+    SSDLitePredictor,
+    SSDPredictor,
+    reduced_tail,
+)
+from keras_mobilenets.nets.detection.ssdlite import SSDLite
+from keras_mobilenets.nets.detection.targets import encode_targets, iou, match
