@@ -41,9 +41,11 @@ def _history(run):
         return list(csv.DictReader(handle))
 
 
-def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir):
+def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir, capsys):
+    from keras_mobilenets.app.cli import main
+
     run = str(tmp_path / "run")
-    args = ["train", "--data", boxes_dir, *TINY, "--epochs", "3", "--out", run]
+    args = ["train", "--data", boxes_dir, *TINY, "--epochs", "2", "--out", run]
     process = subprocess.Popen([sys.executable, "-m", "keras_mobilenets.app.cli", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
     deadline = time.time() + 400
@@ -56,14 +58,14 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir):
     process.wait()
     assert process.returncode == -signal.SIGKILL
     before = _history(run)
-    assert 1 <= len(before) < 3 and not os.path.exists(os.path.join(run, "metrics.json"))
+    assert len(before) == 1 and not os.path.exists(os.path.join(run, "metrics.json"))
     assert "val_map_50" in before[0]  # the mAP callback wrote into the logs the CSV row is made of
 
     resumed = _cli(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Epoch {len(before) + 1}/3" in resumed.stdout and "Epoch 1/3" not in resumed.stdout
+    assert "Epoch 2/2" in resumed.stdout and "Epoch 1/2" not in resumed.stdout
     after = _history(run)
-    assert [int(r["epoch"]) for r in after] == [0, 1, 2] and after[:len(before)] == before
+    assert [int(r["epoch"]) for r in after] == [0, 1] and after[:1] == before
     for name in ("best.keras", "metrics.json", "history.csv", "training_curves.png", "detections.png",
                  "precision_recall.png", "labels.txt", "split.json", "config.json", "state.json"):
         assert os.path.getsize(os.path.join(run, name)) > 0, name
@@ -71,7 +73,7 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir):
     with open(os.path.join(run, "metrics.json")) as handle:
         metrics = json.load(handle)
     assert metrics["task"] == "detection" and metrics["monitor"] == "val_map_50" and metrics["resumed"] is True
-    assert metrics["counts"] == {"train": 28, "validation": 4, "test": 8} and metrics["epochs"] == 3
+    assert metrics["counts"] == {"train": 28, "validation": 4, "test": 8} and metrics["epochs"] == 2
     best = max(float(r["val_map_50"]) for r in after)
     assert metrics["best"] == pytest.approx(best)
     # the kept weights are the best epoch's: the validation split scores what the history recorded
@@ -81,9 +83,9 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir):
     assert set(metrics["test"]["per_class_ap_50"]) == {"circle", "rectangle", "triangle"}
     assert metrics["test"]["num_images"] == 8 and "test: mAP@.5" in resumed.stdout
 
-    # evaluate: a new process on best.keras and the stored test split agrees with metrics.json
-    out = _cli("evaluate", os.path.join(run, "best.keras"))
-    assert out.returncode == 0, out.stderr[-2000:]
+    # evaluate (in this process, as the CLI) on best.keras and the stored test split agrees with metrics.json
+    assert main(["evaluate", os.path.join(run, "best.keras")]) == 0
+    assert "test: mAP@.5" in capsys.readouterr().out
     with open(os.path.join(run, "evaluation_test.json")) as handle:
         evaluation = json.load(handle)
     assert evaluation["map_50"] == pytest.approx(metrics["test"]["map_50"], abs=1e-6)
@@ -93,19 +95,18 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir):
     with open(os.path.join(run, "split.json")) as handle:
         image = json.load(handle)["test"][0]
     drawn = str(tmp_path / "drawn")
-    out = _cli("predict", "--model", os.path.join(run, "best.keras"), "--labels", os.path.join(run, "labels.txt"),
-               "--min-score", "0", "--draw", drawn, image)
-    assert out.returncode == 0, out.stderr[-2000:]
-    lines = out.stdout.strip().splitlines()
+    assert main(["predict", "--model", os.path.join(run, "best.keras"), "--labels", os.path.join(run, "labels.txt"),
+                 "--min-score", "0", "--draw", drawn, image]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith(image + ": ") and "box (x1, y1, x2, y2)" in lines[1]
     assert os.path.getsize(os.path.join(drawn, os.path.basename(image)[:-4] + "_boxes.png")) > 0
 
     # a finished run is reported, not retrained; other settings in the folder are refused
-    again = _cli(*args)
-    assert again.returncode == 0 and "already holds this finished run" in again.stdout
+    assert main(args) == 0 and "already holds this finished run" in capsys.readouterr().out
     assert _history(run) == after
-    other = _cli("train", "--data", boxes_dir, *TINY, "--epochs", "4", "--out", run)
-    assert other.returncode == 2 and "epochs" in other.stderr and "--overwrite" in other.stderr
+    assert main(["train", "--data", boxes_dir, *TINY, "--epochs", "4", "--out", run]) == 2
+    error = capsys.readouterr().err
+    assert "epochs" in error and "--overwrite" in error
 
 
 def test_detector_saved_model_and_predictor_in_three_formats(tmp_path):
@@ -160,3 +161,24 @@ def test_detector_saved_model_and_predictor_in_three_formats(tmp_path):
         classifier_path = str(tmp_path / "classifier.keras")
         create_classifier("v2", 3, alpha=0.35, image_size=32).save(classifier_path)
         Predictor(classifier_path).detect(images)
+
+
+def test_detection_run_settings_and_bad_input():
+    from keras_mobilenets.app import detection_runs
+    from keras_mobilenets.app.runs import RunConfig
+    from keras_mobilenets.train.recipe import CLASSIFICATION, rank
+
+    # the plain `--data shapes` command: 350 training images at batch 16 -> 25 epochs of 22 steps, 160 px
+    assert detection_runs.auto_epochs(350, 16) == 25 and detection_runs.auto_image_size(160) == 160
+    assert detection_runs.auto_image_size(40) == 160 and detection_runs.auto_image_size(640) == 320
+    assert RunConfig(task="detection").describe  # a valid config
+    with pytest.raises(ValueError, match="task='segmentation' is not allowed"):
+        RunConfig(task="segmentation")
+    with pytest.raises(ValueError, match="class_loss='softmax' is not allowed"):
+        RunConfig(task="detection", class_loss="softmax")
+    with pytest.raises(ValueError, match="multi-worker"):
+        RunConfig(task="detection", strategy="multi-worker")
+    # "best" ranks by the monitored value, then the lower validation loss (classification unchanged)
+    assert rank({"val_map_50": 0.5, "val_loss": 2.0}, "val_map_50") > rank({"val_map_50": 0.5, "val_loss": 3.0},
+                                                                           "val_map_50")
+    assert CLASSIFICATION.monitor(True) == "val_accuracy" and CLASSIFICATION.monitor(False) == "accuracy"

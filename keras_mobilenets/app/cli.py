@@ -167,7 +167,7 @@ def _train(args):
         label_smoothing=args.label_smoothing, early_stopping_patience=args.patience,
         recalibrate_batchnorm=4 if detection else 16)
     config = RunConfig(
-        task=args.task, data=args.data or ("shapes" if detection else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
+        task=args.task, class_loss=args.class_loss if detection else None, data=args.data or ("shapes" if detection else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
         image_size=args.image_size, weights=None if from_scratch else args.weights,
         batch_size=args.batch_size or (16 if detection else 32), validation_split=args.validation_split, test_split=args.test_split,
         seed=args.seed, flip=False if args.no_flip else "auto",
@@ -338,6 +338,8 @@ def build_parser():
     train = command("train", help="fine-tune or train a classifier (or an SSDLite detector) on an image folder")
     train.add_argument("--task", choices=("classification", "detection"), default="classification",
                        help="classification, or detection (SSDLite; COCO or VOC folders)")
+    train.add_argument("--class-loss", choices=("auto", "focal", "sigmoid_hard_negative"), default="auto",
+                       help='detection: the class-score loss ("auto": focal)')
     train.add_argument("--data", help='a class-per-subfolder image folder or "digits" (the bundled scans, the '
                        'default); detection: a COCO folder (instances.json), a VOC folder (Annotations/) or '
                        '"shapes" (the bundled boxes, the default)')

@@ -28,6 +28,7 @@ from keras_mobilenets.extras import require
 
 STRATEGIES = (None, "mirrored", "multi-worker")
 TASKS = ("classification", "detection")
+CLASS_LOSSES = (None, "auto", "focal", "sigmoid_hard_negative")  # a detector's class loss
 AUTO = "auto"
 ARCH_NAMES = {"v1": "MobileNetV1", "v2": "MobileNetV2", "v3-large": "MobileNetV3-Large",
               "v3-small": "MobileNetV3-Small"}
@@ -65,10 +66,14 @@ class RunConfig:
     strategy: str | None = None
     recipe: training.Recipe | None = None
     task: str = "classification"
+    class_loss: str | None = None  # detection: "auto" picks one (see detection_runs.resolve)
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"task={self.task!r} is not allowed: task must be one of {TASKS}")
+        if self.class_loss not in CLASS_LOSSES:
+            raise ValueError(f"class_loss={self.class_loss!r} is not allowed: class_loss must be one of "
+                             f"{CLASS_LOSSES} (None: the task's choice)")
         if self.task == "detection" and self.strategy == "multi-worker":
             raise ValueError("strategy='multi-worker' is not allowed with task='detection': detectors train "
                              "in Keras 3, which multi-worker runs cannot use (keras-team/keras#20585)")
@@ -100,6 +105,7 @@ class RunConfig:
     def describe(self):
         """The architecture in words, e.g. "MobileNetV2 0.35, 64 px" (a resolved config)."""
         name = ARCH_NAMES.get(self.arch, self.arch) + (" minimalistic" if self.minimalistic else "")
+        name = f"SSDLite on {name}" if self.task == "detection" else name
         return f"{name} {self.alpha:g}, {self.image_size} px" + (", from scratch" if self.from_scratch else "")
 
     @property
@@ -211,7 +217,8 @@ def choices_line(chosen):
              "crop_fraction": lambda v: f"evaluation crop {v:.0%}",
              "flip": lambda v: "horizontal flips" if v else "no flips",
              "bn_momentum": lambda v: "the architecture's BatchNorm momentum" if v is None
-             else f"BatchNorm momentum {v}"}
+             else f"BatchNorm momentum {v}",
+             "class_loss": lambda v: f"{v} class loss"}
     parts = [words[k](chosen[k]) for k in words if k in chosen]
     if not parts:
         return ""
@@ -375,6 +382,7 @@ def _check_resume(out_dir, config, overwrite):
         return False
     stored = read_json(path, what="run configuration")
     stored.setdefault("task", "classification")  # runs written before detection existed
+    stored.setdefault("class_loss", None)
     current = json.loads(json.dumps(config.to_json()))
     differing = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     if differing:

@@ -521,17 +521,19 @@ def _callbacks(model, out_dir, stage, monitor, best, recipe, verbose):
     keras = flavor_of(model).keras
     # tf_keras' own BackupAndRestore (the multi-worker path) writes TF checkpoints, which are atomic
     backup = AtomicBackupAndRestore if flavor_of(model).name == "keras" else keras.callbacks.BackupAndRestore
-    # the backup is deleted by fit once state.json marks the stage done, not at the end of model.fit
-    callbacks = [backup(os.path.join(out_dir, "backup", stage), delete_checkpoint=False)]
-    callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
+    # Order at each epoch's end: the best checkpoint, then its history row, then the backup. A kill between
+    # them costs at most a repeated epoch (its row is written again; read_history keeps the last copy);
+    # never a history row whose best weights were not kept, nor a backup past a missing row.
     settings = dict(monitor=monitor, mode="max", save_best_only=True, save_weights_only=True,
                     verbose=0)  # fit's own lines say enough
     if flavor_of(model).name == "keras":
-        callbacks.append(AtomicModelCheckpoint(weights_file(model, out_dir, "best"), initial_row=best,
-                                               **settings))
+        callbacks = [AtomicModelCheckpoint(weights_file(model, out_dir, "best"), initial_row=best, **settings)]
     else:  # tf_keras (multi-worker): by accuracy alone
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            weights_file(model, out_dir, "best"), initial_value_threshold=best and best[monitor], **settings))
+        callbacks = [keras.callbacks.ModelCheckpoint(
+            weights_file(model, out_dir, "best"), initial_value_threshold=best and best[monitor], **settings)]
+    callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
+    # the backup is deleted by fit once state.json marks the stage done, not at the end of model.fit
+    callbacks.append(backup(os.path.join(out_dir, "backup", stage), delete_checkpoint=False))
     if recipe.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
                                                        patience=recipe.early_stopping_patience))
