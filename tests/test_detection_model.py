@@ -69,6 +69,17 @@ def test_torchvision_ssdlite320_mobilenet_v3_large_has_exactly_its_parameters():
     assert model.outputs[1].shape[-1] == 91
 
 
+@pytest.mark.parametrize("backbone, macs, params", [("v3-large", 0.51, 3.22), ("v3-small", 0.16, 1.77)])
+def test_v3_reduced_tail_ssdlite_matches_the_v3_paper_table_6(backbone, macs, params):
+    """V3 paper Table 6 (SSDLite, reduced tail, 320x320, COCO's 90 classes): V3-Large 0.51B MAdds / 3.22M
+    params, V3-Small 0.16B / 1.77M (the ODAPI config: "3.22M parameters, 1.02B FLOPs"). Parameters land
+    between our kernel-only count and the trainable count, within 1%."""
+    report = km.profile(km.SSDLite(backbone, num_classes=90, input_shape=(320, 320, 3), reduced_tail=True))
+    assert round(report.macs / 1e9, 2) == macs
+    assert report.kernel_params / 1e6 < params < report.trainable_params / 1e6 * 1.005
+    assert abs(report.trainable_params / 1e6 - params) / params < 0.01
+
+
 @pytest.mark.parametrize("backbone, kwargs, taps", [
     ("v2", {}, ("block_13_expand_relu", "out_relu")),
     ("v1", {}, ("conv_pw_11_relu", "conv_pw_13_relu")),
@@ -260,7 +271,12 @@ def test_tflite_file_ends_in_the_detection_postprocess_op_and_agrees_with_keras(
     tiny = Architecture(name="tiny", rows=(ConvBN(16, stride=2, name="stem"),) + tuple(
         DepthwiseSeparable(c, 2) for c in (16, 24, 32, 48)), classifier=ConvClassifier(), width="int",
         first_block_index=1)
+    keras.utils.set_random_seed(0)
     model = km.SSDLite(tiny, alpha=1.0, num_classes=3, input_shape=(96, 96, 3), preset="torchvision")
+    rng = np.random.default_rng(0)  # predictors far from their near-zero init: distinct scores
+    for layer in model.layers:
+        if layer.name.endswith("_conv") and layer.name.startswith("predictor_"):
+            layer.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in layer.get_weights()])
     content = convert_detector(model, max_detections=10, use_regular_nms=True)
     images = np.random.default_rng(3).uniform(0, 255, (2, 96, 96, 3)).astype("float32")
     lite = run_detector_tflite(content, images)
@@ -271,8 +287,9 @@ def test_tflite_file_ends_in_the_detection_postprocess_op_and_agrees_with_keras(
     np.testing.assert_array_equal(lite["num_detections"], ours["num_detections"].numpy())
     for b in range(2):
         overlap = iou(lite["detection_boxes"][b], ours["detection_boxes"][b]).numpy()
+        same_class = lite["detection_classes"][b][:, None] == ours["detection_classes"][b].numpy()[None]
+        overlap = np.where(same_class, overlap, 0.0)  # one anchor may be kept for several classes
         for i in range(5):  # the five best: a Keras detection of the same class, box and score
             j = int(np.argmax(overlap[i]))
             assert overlap[i, j] > 0.99
-            assert lite["detection_classes"][b, i] == ours["detection_classes"][b, j]
             assert abs(lite["detection_scores"][b, i] - ours["detection_scores"][b, j]) < 1e-4

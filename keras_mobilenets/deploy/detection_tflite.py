@@ -29,7 +29,7 @@ def postprocess_signature(config, max_detections=10, score_threshold=1e-8, iou_t
              ("nms_score_threshold", "f", float(score_threshold)),
              ("nms_iou_threshold", "f", float(iou_threshold)), ("y_scale", "f", y), ("x_scale", "f", x),
              ("h_scale", "f", h), ("w_scale", "f", w), ("num_classes", "i", config.num_classes)]
-    text = [f'name: "TFLite_Detection_PostProcess"']
+    text = ['name: "TFLite_Detection_PostProcess"']
     for key, kind, value in attrs:
         value = f"{value:f}" if kind == "f" else value
         text.append(f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}')

@@ -16,3 +16,7 @@ from keras_mobilenets.nets.detection.spec import (
 )
 from keras_mobilenets.nets.detection.ssdlite import SSDLite
 from keras_mobilenets.nets.detection.targets import encode_targets, iou, match
+
+__all__ = ["DETECTORS", "AnchorSpec", "DetectorConfig", "DetectorSpec", "SSDExtra", "SSDLite", "SSDLiteExtra",
+           "SSDLitePredictor", "SSDPredictor", "decode_boxes", "decode_detections", "detector_config",
+           "encode_boxes", "encode_targets", "iou", "match", "reduced_tail", "ssd_anchors"]

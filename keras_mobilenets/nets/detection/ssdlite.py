@@ -15,7 +15,8 @@ from keras_mobilenets.nets.architectures import ARCHITECTURES
 from keras_mobilenets.nets.builder import BlockInfo, block_info, build, set_block_info
 from keras_mobilenets.nets.detection import blocks as _detection_blocks  # noqa: F401  (registers them)
 from keras_mobilenets.nets.detection.config import DetectorConfig
-from keras_mobilenets.nets.detection.spec import DETECTORS, HEADS, PRESETS, DetectorSpec, reduced_tail
+from keras_mobilenets.nets.detection.spec import DETECTORS, HEADS, PRESETS, DetectorSpec
+from keras_mobilenets.nets.detection.spec import reduced_tail as reduced_tail_table
 from keras_mobilenets.nets.flavors import FLAVORS, get_flavor
 from keras_mobilenets.nets.registry import get_block
 from keras_mobilenets.nets.spec import Architecture
@@ -69,7 +70,7 @@ def _backbone_table(backbone, minimalistic, tail):
     if tail:
         if label in ("v1", "v2"):
             _fail("reduced_tail", tail, "False for MobileNetV1/V2 backbones (the reduced tail is MobileNetV3's)")
-        arch = reduced_tail(arch)
+        arch = reduced_tail_table(arch)
     return arch, label
 
 
