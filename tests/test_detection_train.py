@@ -50,8 +50,9 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir, ca
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
     deadline = time.time() + 400
     while time.time() < deadline and process.poll() is None:
-        if os.path.exists(os.path.join(run, "history.csv")) and len(_history(run)) >= 1:
-            break
+        backups = os.path.join(run, "backup", "stage1")
+        if os.path.isdir(backups) and any(n.startswith("epoch-") for n in os.listdir(backups)):
+            break  # epoch 1 is done: its checkpoint, history row and backup are written, in that order
         time.sleep(0.05)
     time.sleep(0.3)  # inside epoch 2
     process.send_signal(signal.SIGKILL)
