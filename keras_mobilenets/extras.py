@@ -4,7 +4,7 @@ import importlib
 
 EXTRAS = {
     "train": ("pillow>=10", "scikit-learn>=1.4", "matplotlib>=3.7", "tensorboard>=2.19",
-              "tensorflow-datasets>=4.9,<4.10"),
+              "tensorflow-datasets>=4.9,<4.10", "pycocotools>=2.0", "scikit-image>=0.22"),
     "optimize": ("tf-keras>=2.21,<2.22", "tensorflow-model-optimization>=0.8,<0.9"),
     "deploy": ("ai-edge-litert>=2.0",),
     "timm": ("safetensors>=0.4",),  # reading timm's MobileNetV4 weights (nets/timm_weights.py)

@@ -107,6 +107,8 @@ def _predict(args):
     if args.top_k < 1:
         raise ValueError(f"--top-k {args.top_k} is not allowed: allowed are 1 to the number of classes")
     predictor = Predictor(args.model, num_threads=args.threads, labels=args.labels)
+    if predictor.detector:
+        return _print_detections(predictor, args)
     results = predictor.top_k(args.images, k=args.top_k)
     classes = min(len(best) for best in results)
     if args.top_k > classes:
@@ -117,11 +119,44 @@ def _predict(args):
     return 0
 
 
+def _print_detections(predictor, args):
+    """One line per box (label, score, pixel box), and each image drawn with its boxes in --draw."""
+    from keras_mobilenets.train.detection_reports import draw_boxes
+    from keras_mobilenets.train.reports import _figure
+
+    results = predictor.detect(args.images, min_score=args.min_score)
+    os.makedirs(args.draw, exist_ok=True)
+    import numpy as np
+    from PIL import Image
+
+    for path, found in zip(args.images, results):
+        with Image.open(path) as opened:
+            image = np.asarray(opened.convert("RGB"))
+        height, width = image.shape[:2]
+        print(f"{path}: {len(found)} object(s) scoring >= {args.min_score}")
+        for item in found:
+            ymin, xmin, ymax, xmax = item["box"]
+            name = item["label"] if item["label"] is not None else f"class {item['class']}"
+            print(f"  {name} {item['score']:.4f} box (x1, y1, x2, y2) = ({xmin * width:.0f}, {ymin * height:.0f}, "
+                  f"{xmax * width:.0f}, {ymax * height:.0f}) px; normalized (ymin, xmin, ymax, xmax) = "
+                  f"({ymin:.3f}, {xmin:.3f}, {ymax:.3f}, {xmax:.3f})")
+        figure = _figure((6, 6 * height / max(1, width)))
+        names = predictor.labels or [f"class {i}" for i in range(max([d["class"] for d in found], default=0) + 1)]
+        draw_boxes(figure.subplots(), image, [d["box"] for d in found], [d["class"] for d in found], names,
+                   [d["score"] for d in found])
+        figure.tight_layout()
+        target = os.path.join(args.draw, os.path.splitext(os.path.basename(path))[0] + "_boxes.png")
+        figure.savefig(target, dpi=100)
+        print(f"  drawn: {target}")
+    return 0
+
+
 def _train(args):
     from keras_mobilenets.app.runs import RunConfig, train_run
     from keras_mobilenets.train.recipe import Recipe
 
     from_scratch = args.weights in (None, "none")
+    detection = args.task == "detection"
     recipe = Recipe(
         epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_blocks="all" if args.fine_tune_blocks == "all" else int(args.fine_tune_blocks),
@@ -129,11 +164,12 @@ def _train(args):
         learning_rate=args.lr if args.lr is not None else (5e-3 if from_scratch else 1e-3),
         fine_tune_learning_rate=args.fine_tune_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, early_stopping_patience=args.patience)
+        label_smoothing=args.label_smoothing, early_stopping_patience=args.patience,
+        recalibrate_batchnorm=4 if detection else 16)
     config = RunConfig(
-        data=args.data, arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
+        task=args.task, class_loss=args.class_loss if detection else None, data=args.data or ("shapes" if detection else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
         image_size=args.image_size, weights=None if from_scratch else args.weights,
-        batch_size=args.batch_size, validation_split=args.validation_split, test_split=args.test_split,
+        batch_size=args.batch_size or (16 if detection else 32), validation_split=args.validation_split, test_split=args.test_split,
         seed=args.seed, flip=False if args.no_flip else "auto",
         crop_scale="auto" if args.min_crop == "auto" else (args.min_crop, 1.0),
         crop_fraction=args.crop_fraction, strict=args.strict, dropout=args.dropout,
@@ -146,10 +182,13 @@ def _train(args):
     if result.finished_before:
         print(f"{args.out} already holds this finished run (pass --overwrite to train again)")
     for split in ("validation", "test"):
-        if split in metrics:
+        if split in metrics and detection:
+            print(_detection_line(split, metrics[split]))
+        elif split in metrics:
             print(f"{split} accuracy: {metrics[split]['accuracy']:.4f} on {metrics[split]['images']} images")
+    pictures = "detections.png, precision_recall.png" if detection else "confusion_matrix.png"
     print(f"best model: {os.path.join(args.out, 'best.keras')} (epoch {metrics['best_epoch']} of "
-          f"{metrics['epochs']}); metrics.json, history.csv, training_curves.png, confusion_matrix.png")
+          f"{metrics['epochs']}); metrics.json, history.csv, training_curves.png, {pictures}")
     if metrics.get("export"):
         print(f"SavedModel for TF Serving: {metrics['export']}")
     if metrics.get("warning"):
@@ -157,11 +196,24 @@ def _train(args):
     return 0
 
 
+def _detection_line(split, metrics):
+    """One line of COCO numbers: mAP@[.5:.95], mAP@.5 and AP@.5 per class."""
+    def number(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    per_class = ", ".join(f"{name} {number(v)}" for name, v in metrics["per_class_ap_50"].items())
+    return (f"{split}: mAP@.5 {number(metrics['map_50'])}, mAP@[.5:.95] {number(metrics['map'])} on "
+            f"{metrics['num_images']} images with {metrics['num_boxes']} boxes; AP@.5 per class: {per_class}")
+
+
 def _evaluate(args):
     from keras_mobilenets.app.runs import evaluate_model
 
     metrics = evaluate_model(args.model, data_dir=args.data, split=args.split,
                              batch_size=args.batch_size, out_dir=args.out)
+    if "map_50" in metrics:
+        print(_detection_line(args.split if args.data is None else "data", metrics))
+        return 0
     print(f"accuracy: {metrics['accuracy']:.4f} on {metrics['images']} images")
     for name, value in metrics["per_class_accuracy"].items():
         print(f"  {name}: {value:.4f}")
@@ -272,17 +324,25 @@ def build_parser():
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.set_defaults(run=_export)
 
-    predict = command("predict", help="top-k classes of image files")
+    predict = command("predict", help="top-k classes of image files (a detector: boxes, printed and drawn)")
     predict.add_argument("--model", required=True, help="a .tflite file, a .keras file or a SavedModel")
     predict.add_argument("--labels", help="class names, one per line")
     predict.add_argument("--top-k", type=int, default=5, help="how many classes to print (1..classes)")
     predict.add_argument("--threads", type=int, default=2, help="LiteRT threads for .tflite")
+    predict.add_argument("--min-score", type=float, default=0.3, help="detectors: the lowest score printed and drawn")
+    predict.add_argument("--draw", default="predictions",
+                         help="detectors: the folder where each image is written with its boxes drawn")
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
     predict.set_defaults(run=_predict)
 
-    train = command("train", help="fine-tune or train a classifier on an image folder")
-    train.add_argument("--data", default="digits",
-                       help='a class-per-subfolder image folder, or "digits" (the bundled scans)')
+    train = command("train", help="fine-tune or train a classifier (or an SSDLite detector) on an image folder")
+    train.add_argument("--task", choices=("classification", "detection"), default="classification",
+                       help="classification, or detection (SSDLite; COCO or VOC folders)")
+    train.add_argument("--class-loss", choices=("auto", "focal", "sigmoid_hard_negative"), default="auto",
+                       help='detection: the class-score loss ("auto": focal)')
+    train.add_argument("--data", help='a class-per-subfolder image folder or "digits" (the bundled scans, the '
+                       'default); detection: a COCO folder (instances.json), a VOC folder (Annotations/) or '
+                       '"shapes" (the bundled boxes, the default)')
     train.add_argument("--arch", choices=ARCHS, default="v2", help="architecture")
     train.add_argument("--alpha", type=_auto(float), default="auto",
                        help='width multiplier ("auto": 0.35 up to 5,000 training images, then wider)')
@@ -297,7 +357,7 @@ def build_parser():
     train.add_argument("--fine-tune-blocks", default="3", help='blocks unfrozen in stage 2, or "all"')
     train.add_argument("--train-batchnorm", action="store_true",
                        help="let BatchNorm layers train in stage 2 (frozen by default)")
-    train.add_argument("--batch-size", type=int, default=32, help="images per training step")
+    train.add_argument("--batch-size", type=int, help="images per training step (default 32; detection 16)")
     train.add_argument("--lr", type=float, help="peak learning rate (default 5e-3 from scratch, 1e-3 else)")
     train.add_argument("--fine-tune-lr", type=float, default=1e-4, help="peak learning rate of stage 2")
     train.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up at each stage's start")
@@ -327,9 +387,10 @@ def build_parser():
                        help="replace a finished or different run in --out (only a folder keras-mobilenets wrote)")
     train.set_defaults(run=_train)
 
-    evaluate = command("evaluate", help="accuracy and confusion matrix of a trained model")
-    evaluate.add_argument("model", help="a .keras classifier, e.g. runs/NAME/best.keras")
-    evaluate.add_argument("--data", help='an image folder or "digits" (default: the run\'s stored split)')
+    evaluate = command("evaluate", help="accuracy and confusion matrix (a detector: COCO mAP) of a trained model")
+    evaluate.add_argument("model", help="a .keras classifier or detector, e.g. runs/NAME/best.keras")
+    evaluate.add_argument("--data", help='an image folder or "digits"; a detector: a COCO or VOC folder or '
+                          '"shapes" (default: the run\'s stored split)')
     evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"),
                           help="which stored split of the run to use when --data is not given")
     evaluate.add_argument("--batch-size", type=int, default=32, help="images per step")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from keras_mobilenets.app import detection_runs
 from keras_mobilenets.data import pipelines as kd
 from keras_mobilenets.data.datasets import digits
 from keras_mobilenets.fileio import read_json, write_atomic, write_json
@@ -26,6 +27,8 @@ from keras_mobilenets.train import reports
 from keras_mobilenets.extras import require
 
 STRATEGIES = (None, "mirrored", "multi-worker")
+TASKS = ("classification", "detection")
+CLASS_LOSSES = (None, "auto", "focal", "sigmoid_hard_negative")  # a detector's class loss
 AUTO = "auto"
 ARCH_NAMES = {"v1": "MobileNetV1", "v2": "MobileNetV2", "v3-large": "MobileNetV3-Large",
               "v3-small": "MobileNetV3-Small",
@@ -67,8 +70,18 @@ class RunConfig:
     mixed_precision: str | None = None
     strategy: str | None = None
     recipe: training.Recipe | None = None
+    task: str = "classification"
+    class_loss: str | None = None  # detection: "auto" picks one (see detection_runs.resolve)
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r} is not allowed: task must be one of {TASKS}")
+        if self.class_loss not in CLASS_LOSSES:
+            raise ValueError(f"class_loss={self.class_loss!r} is not allowed: class_loss must be one of "
+                             f"{CLASS_LOSSES} (None: the task's choice)")
+        if self.task == "detection" and self.strategy == "multi-worker":
+            raise ValueError("strategy='multi-worker' is not allowed with task='detection': detectors train "
+                             "in Keras 3, which multi-worker runs cannot use (keras-team/keras#20585)")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy={self.strategy!r} is not allowed: strategy must be one of {STRATEGIES}")
         if self.mixed_precision not in training.POLICIES:
@@ -97,6 +110,7 @@ class RunConfig:
     def describe(self):
         """The architecture in words, e.g. "MobileNetV2 0.35, 64 px" (a resolved config)."""
         name = ARCH_NAMES.get(self.arch, self.arch) + (" minimalistic" if self.minimalistic else "")
+        name = f"SSDLite on {name}" if self.task == "detection" else name
         return f"{name} {self.alpha:g}, {self.image_size} px" + (", from scratch" if self.from_scratch else "")
 
     @property
@@ -137,6 +151,8 @@ def is_chief(strategy):
 
 
 def _data_dir(config):
+    if config.task == "detection":
+        return detection_runs.data_dir(config.data)
     return digits() if config.data == "digits" else config.data
 
 
@@ -172,6 +188,8 @@ def auto_alpha(train_images):
 
 def resolve(config):
     """(`config` with every "auto" field chosen, {field: chosen value}) -- see `RunConfig`."""
+    if config.task == "detection":
+        return detection_runs.resolve(config, _data_dir(config))
     scratch = config.from_scratch
     images, side = _folder_stats(_data_dir(config))
     train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
@@ -204,7 +222,8 @@ def choices_line(chosen):
              "crop_fraction": lambda v: f"evaluation crop {v:.0%}",
              "flip": lambda v: "horizontal flips" if v else "no flips",
              "bn_momentum": lambda v: "the architecture's BatchNorm momentum" if v is None
-             else f"BatchNorm momentum {v}"}
+             else f"BatchNorm momentum {v}",
+             "class_loss": lambda v: f"{v} class loss"}
     parts = [words[k](chosen[k]) for k in words if k in chosen]
     if not parts:
         return ""
@@ -225,6 +244,8 @@ def near_chance(split, result):
 
 
 def load_data(config):
+    if config.task == "detection":
+        return detection_runs.load_data(config, _data_dir(config))
     augmentation = kd.Augmentation(crop_scale=tuple(config.crop_scale), flip=config.flip)
     return kd.from_folder(_data_dir(config), config.image_size, batch_size=config.batch_size,
                           validation_split=config.validation_split, test_split=config.test_split,
@@ -233,6 +254,9 @@ def load_data(config):
 
 
 def build_classifier(config, num_classes, flavor=None):
+    """The run's model: a classifier, or a detector for task="detection"."""
+    if config.task == "detection":
+        return detection_runs.build_detector(config, num_classes)
     weights = config.weights if config.weights not in ("none", "None") else None
     return training.create_classifier(
         config.arch, num_classes, alpha=config.alpha, image_size=config.image_size,
@@ -362,6 +386,8 @@ def _check_resume(out_dir, config, overwrite):
     if overwrite or not os.path.exists(path):
         return False
     stored = read_json(path, what="run configuration")
+    stored.setdefault("task", "classification")  # runs written before detection existed
+    stored.setdefault("class_loss", None)
     current = json.loads(json.dumps(config.to_json()))
     differing = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     if differing:
@@ -436,21 +462,26 @@ def _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose
             _clear_run(out_dir)
         _write_marker(out_dir, "train")
         write_json(os.path.join(out_dir, "config.json"), config.to_json())
-        write_json(os.path.join(out_dir, "split.json"), data.files)
+        write_json(os.path.join(out_dir, "split.json"), data.files if config.task == "classification"
+                   else detection_runs.split_files(data))
         write_atomic(os.path.join(out_dir, "labels.txt"), "\n".join(data.class_names) + "\n")
 
     keras.utils.set_random_seed(config.seed)  # the initial weights and dropout follow the run's seed too
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         model = build_classifier(config, data.num_classes)
+    task = detection_runs.task(config, model) if config.task == "detection" else None
     started = time.perf_counter()
-    result = training.fit(model, data, work_dir, config.recipe, strategy=strategy, verbose=verbose)
+    result = training.fit(model, data, work_dir, config.recipe, strategy=strategy, verbose=verbose, task=task)
     seconds = time.perf_counter() - started
     if not chief:
         return RunResult(out_dir, None, {}, resumed=resumed)
     final_weights = result.best_weights or training.weights_file(model, work_dir, result.last_stage)
     model = to_keras(result.model, config, data.num_classes, final_weights)
 
+    if config.task == "detection":
+        model, metrics = detection_runs.finish(out_dir, model, data, config, result, seconds, resumed)
+        return _finish(out_dir, model, metrics, resumed, export_dir)
     metrics = {"config": config.to_json(), "class_names": list(data.class_names), "counts": data.counts,
                "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
                "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
@@ -472,6 +503,11 @@ def _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose
         reports.plot_confusion(final["confusion_matrix"], data.class_names,
                                os.path.join(out_dir, "confusion_matrix.png"),
                                title=f"{split} accuracy {final['accuracy']:.2%} ({final['images']} images)")
+    return _finish(out_dir, model, metrics, resumed, export_dir)
+
+
+def _finish(out_dir, model, metrics, resumed, export_dir):
+    """Export (when asked) and write metrics.json last: its presence marks the run finished."""
     exported = None
     if export_dir is not None:
         from keras_mobilenets.deploy.serving import export_saved_model
@@ -488,10 +524,13 @@ def _best_epoch(rows, monitor):
 
 
 def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_dir=None):
-    """Evaluate a saved classifier on a folder, or on its run's stored split (split.json next to it)."""
+    """Evaluate a saved classifier on a folder, or on its run's stored split (split.json next to it); a
+    detector gets COCO metrics (`detection_runs.evaluate_model`)."""
     import keras
 
     model = keras.saving.load_model(model_path)
+    if detection_runs.is_detector(model):
+        return detection_runs.evaluate_model(model, model_path, data_dir, split, batch_size, out_dir)
     run_dir = os.path.dirname(os.path.abspath(model_path))
     size = tuple(model.inputs[0].shape[1:3])
     if data_dir is None:

@@ -22,3 +22,17 @@ from keras_mobilenets.data.pipelines import (
     to_rgb,
     validate_files,
 )
+from keras_mobilenets.data.detection import (  # boxed data for detection (issue 15)
+    BoxAugmentation,
+    BoxRecord,
+    BoxSet,
+    DetectionData,
+    detection_pipeline,
+    from_boxes,
+    from_detection_folder,
+    read_boxes,
+    read_coco,
+    read_voc,
+    tfds_examples,
+)
+from keras_mobilenets.data.detection_metrics import coco_evaluate, split_detections

@@ -159,26 +159,44 @@ def _read_regular(path, max_bytes):
     return data
 
 
-def _check_file(path, root=None, follow_links=False, max_bytes=None):
-    """(BadFile or None, sha256 of the bytes or None) for one file of a data folder."""
+def read_data_file(path, root=None, follow_links=False, max_bytes=None):
+    """The bytes of one file of a data folder, or a `BadFile` saying why it is not read.
+
+    Only regular files inside `root` (unless `follow_links=True`) of at most `max_bytes`
+    (default `MAX_FILE_BYTES`) are read; an empty file is a `BadFile` too.
+    """
     if root is not None and not follow_links:
         real, top = os.path.realpath(path), os.path.realpath(root)
         if os.path.commonpath([real, top]) != top:
             return BadFile(path, f"resolves outside the data folder (to {real}); links out of the folder "
-                                 "are skipped unless follow_links=True"), None
+                                 "are skipped unless follow_links=True")
     data = _read_regular(path, MAX_FILE_BYTES if max_bytes is None else max_bytes)
     if isinstance(data, str):
-        return BadFile(path, data), None
+        return BadFile(path, data)
     if not data:
-        return BadFile(path, "empty file (0 bytes)"), None
+        return BadFile(path, "empty file (0 bytes)")
+    return data
+
+
+def inspect_image(path, root=None, follow_links=False, max_bytes=None):
+    """(BadFile or None, sha256 of the bytes or None, (height, width) or None) for one image file,
+    decoded once with the pipeline's own decoder. Shared by the classification and detection readers."""
+    data = read_data_file(path, root, follow_links, max_bytes)
+    if isinstance(data, BadFile):
+        return data, None, None
     try:
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         message = error.message.splitlines()[0] if error.message else type(error).__name__
-        return BadFile(path, f"not a decodable JPEG/PNG/GIF/BMP image ({message})"), None
+        return BadFile(path, f"not a decodable JPEG/PNG/GIF/BMP image ({message})"), None, None
     if image.shape[0] == 0 or image.shape[1] == 0:
-        return BadFile(path, f"image has no pixels (shape {tuple(image.shape)})"), None
-    return None, hashlib.sha256(data).hexdigest()
+        return BadFile(path, f"image has no pixels (shape {tuple(image.shape)})"), None, None
+    return None, hashlib.sha256(data).hexdigest(), (int(image.shape[0]), int(image.shape[1]))
+
+
+def _check_file(path, root=None, follow_links=False, max_bytes=None):
+    """(BadFile or None, sha256 of the bytes or None) for one file of a data folder."""
+    return inspect_image(path, root, follow_links, max_bytes)[:2]
 
 
 def check_files(files, strict=False, workers=8, root=None, follow_links=False):

@@ -8,8 +8,9 @@ import os
 
 import numpy as np
 
-from keras_mobilenets.deploy.serving import (MAX_IMAGE_BYTES, check_image_bytes, decode_image_bytes,
-                                             ends_in_softmax, read_labels, versions)
+from keras_mobilenets.deploy.serving import (DETECTION_OUTPUTS, MAX_DETECTIONS, MAX_IMAGE_BYTES,
+                                             check_image_bytes, decode_image_bytes, ends_in_softmax,
+                                             is_detector, read_labels, versions)
 from keras_mobilenets.deploy.tflite import dequantize_output, quantize_input
 from keras_mobilenets.nets.preprocessing import preprocess_input
 from keras_mobilenets.extras import require
@@ -26,7 +27,9 @@ def _resolve_saved_model(path):
 
 
 class Predictor:
-    """Batched ImageNet-style classification with a .tflite (LiteRT), .keras or SavedModel model."""
+    """Batched ImageNet-style classification with a .tflite (LiteRT), .keras or SavedModel model; for a
+    detector (an `SSDLite` .keras file, its SavedModel export, or a TFLite file ending in
+    TFLite_Detection_PostProcess) `detect` returns boxes."""
 
     def __init__(self, path, num_threads=2, batch_size=32, labels=None):
         path = os.fspath(path)
@@ -55,6 +58,7 @@ class Predictor:
         signatures = self._interpreter.get_signature_list()
         self._runner = self._interpreter.get_signature_runner(
             "serving_default" if "serving_default" in signatures else None)
+        self.detector = "detection_boxes" in self._runner.get_output_details()
         (self._input_name, detail), = self._runner.get_input_details().items()
         self.image_size = tuple(int(d) for d in detail["shape"][1:3])
         self._input_detail = detail
@@ -68,6 +72,12 @@ class Predictor:
         self.kind = "keras"
         model = self._model = keras.saving.load_model(path)
         self.image_size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+        self.detector = is_detector(model)
+        if self.detector:
+            from keras_mobilenets.deploy.serving import _detector_predict
+
+            self._function = tf.function(_detector_predict(model, None, MAX_DETECTIONS), reduce_retracing=True)
+            return
         softmax = not ends_in_softmax(model)
 
         def probabilities(images):
@@ -83,11 +93,14 @@ class Predictor:
         self.path = _resolve_saved_model(path)
         self._loaded = tf.saved_model.load(self.path)
         self._signature = self._loaded.signatures["serving_default"]
+        self.detector = "detection_boxes" in self._signature.structured_outputs
         spec = self._signature.structured_input_signature[1]["images"]
         self.image_size = tuple(int(d) for d in spec.shape[1:3])
 
     def _classes(self):
-        """The number of classes the loaded model scores."""
+        """The number of classes the loaded model scores (a detector: None, labels are not counted)."""
+        if self.detector:
+            return None
         if self.kind == "tflite":
             outputs = self._runner.get_output_details()
             return int(outputs.get("probabilities", next(iter(outputs.values())))["shape"][-1])
@@ -148,6 +161,38 @@ class Predictor:
         images = self.images(inputs)
         return np.concatenate([self._probabilities(images[i:i + self.batch_size])
                                for i in range(0, len(images), self.batch_size)])
+
+    def detect(self, inputs, min_score=0.3):
+        """Per input, the detections scoring at least `min_score`: a list of {"box" (normalized ymin, xmin,
+        ymax, xmax), "class" (0-based), "label" (the class name when labels are known), "score"}."""
+        import tensorflow as tf
+
+        if not self.detector:
+            raise ValueError(f"model={self.path!r} is a classifier: use predict or top_k (detect is for "
+                             "SSDLite detectors)")
+        images = self.images(inputs)
+        if self.kind == "tflite":  # the file's post-processing op takes one image at a time
+            raw = [self._runner(**{self._input_name: quantize_input(images[i:i + 1], self._input_detail)})
+                   for i in range(len(images))]
+            outputs = {name: np.concatenate([np.asarray(r[name]) for r in raw]) for name in DETECTION_OUTPUTS}
+        else:
+            call = self._signature if self.kind == "saved_model" else None
+            parts = []
+            for start in range(0, len(images), self.batch_size):
+                batch = tf.constant(images[start:start + self.batch_size])
+                found = call(images=batch) if call is not None else self._function(batch)
+                parts.append({name: np.asarray(found[name]) for name in DETECTION_OUTPUTS})
+            outputs = {name: np.concatenate([p[name] for p in parts]) for name in DETECTION_OUTPUTS}
+        results = []
+        for boxes, classes, scores, count in zip(*(outputs[name] for name in DETECTION_OUTPUTS)):
+            found = []
+            for box, label, score in zip(boxes[:int(count)], classes[:int(count)], scores[:int(count)]):
+                if score >= min_score:
+                    label = int(label)
+                    found.append({"box": [float(v) for v in box], "class": label, "score": float(score),
+                                  "label": self.labels[label] if self.labels and label < len(self.labels) else None})
+            results.append(found)
+        return results
 
     def top_k(self, inputs, k=5):
         """[(label or class id, probability)] of the `k` best classes for each input."""

@@ -279,11 +279,57 @@ def decode_image_bytes(data, height, width, max_bytes=MAX_IMAGE_BYTES, max_side=
     return tf.ensure_shape(image, (height, width, 3))
 
 
+DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+MAX_DETECTIONS = 100
+
+
+def is_detector(model):
+    """Whether `model` is an SSD detector built by `SSDLite` (outputs box_encodings and class_logits)."""
+    return any(layer.name == "box_encodings" for layer in model.layers)
+
+
+def num_classes(model):
+    """Classes a classifier scores, or objects a detector finds (its class output less the background)."""
+    if is_detector(model):
+        return int(model.get_layer("class_logits").output.shape[-1]) - 1
+    return int(model.outputs[0].shape[-1])
+
+
+def _detector_predict(model, table, max_detections):
+    """Detections with NMS in the graph, as the Object Detection API's serving outputs: detection_boxes
+    (normalized ymin, xmin, ymax, xmax), detection_classes (0-based, float), detection_scores,
+    num_detections, and detection_labels (the class names) when there are labels."""
+    import tensorflow as tf
+
+    from keras_mobilenets.nets.detection import decode_detections, detector_config, ssd_anchors
+
+    config = detector_config(model)
+    anchors = tf.constant(ssd_anchors(config))
+    height, width = _image_size(model)
+
+    def predict(images):
+        count = tf.shape(images)[0]  # the empty-batch guard of the classifier's path (see there)
+        images = tf.concat([images, tf.zeros((1, height, width, 3), images.dtype)], 0)[:tf.maximum(count, 1)]
+        box_encodings, logits = model(images, training=False)
+        found = decode_detections(box_encodings[:count], logits[:count], anchors, max_detections=max_detections,
+                                  score_converter=config.score_converter, box_scales=config.box_scales)
+        outputs = dict(found)
+        outputs["num_detections"] = tf.cast(outputs["num_detections"], tf.float32)
+        if table is not None:
+            outputs["detection_labels"] = table.lookup(tf.cast(outputs["detection_classes"], tf.int64))
+        return outputs
+
+    return predict
+
+
 def _serving_functions(model, table, top_k):
     """The three signature functions, sharing one prediction path."""
     import tensorflow as tf
 
     height, width = _image_size(model)
+    if is_detector(model):
+        predict = _detector_predict(model, table, MAX_DETECTIONS)
+        return _signatures(predict, height, width)
     softmax = not ends_in_softmax(model)
     classes = int(model.outputs[0].shape[-1])
     k = min(top_k, classes)
@@ -301,6 +347,13 @@ def _serving_functions(model, table, top_k):
         if table is not None:
             outputs["top_k_labels"] = table.lookup(tf.cast(top_ids, tf.int64))
         return outputs
+
+    return _signatures(predict, height, width)
+
+
+def _signatures(predict, height, width):
+    """{name: (function, input spec)} of the float, uint8 and image-bytes signatures around `predict`."""
+    import tensorflow as tf
 
     def from_float(images):
         return predict(images)
@@ -366,8 +419,9 @@ def _expected_outputs(model, path, top_k):
     height, width = _image_size(model)
     images = np.random.default_rng(0).uniform(0, 255, (2, height, width, 3)).round().astype("float32")
     specs = _serving_functions(model, None, top_k)
-    expected = specs["serving_default"][0](tf.constant(images))["probabilities"].numpy()
-    np.savez(path, images=images, probabilities=expected)
+    outputs = specs["serving_default"][0](tf.constant(images))
+    names = ("detection_boxes", "detection_scores") if is_detector(model) else ("probabilities",)
+    np.savez(path, images=images, **{name: outputs[name].numpy() for name in names})
 
 
 def verify(path, sample):
@@ -375,7 +429,8 @@ def verify(path, sample):
     import tensorflow as tf
 
     data = np.load(sample)
-    images, expected = data["images"], data["probabilities"]
+    images = data["images"]
+    expected = {name: data[name] for name in data.files if name != "images"}
     loaded = tf.saved_model.load(path)
     missing = [name for name in SIGNATURES if name not in loaded.signatures]
     if missing:
@@ -387,10 +442,12 @@ def verify(path, sample):
         "serving_bytes": loaded.signatures["serving_bytes"](image_bytes=encoded),
     }
     for name, outputs in results.items():
-        got = outputs["probabilities"].numpy()
-        if not np.allclose(got, expected, atol=1e-5):
-            raise AssertionError(f"{name} differs from the in-memory model by "
-                                 f"{np.abs(got - expected).max():.3g} on the sample batch")
+        for key, want in expected.items():
+            got = outputs[key].numpy()
+            if got.shape != want.shape or not np.allclose(got, want, atol=1e-4):
+                difference = np.abs(got - want).max() if got.shape == want.shape else f"shape {got.shape}"
+                raise AssertionError(f"{name} {key} differs from the in-memory model by {difference} on the "
+                                     "sample batch")
 
 
 _VERIFY = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
@@ -441,9 +498,11 @@ def export_saved_model(model, base_dir, version=None, labels=None, overwrite=Fal
     of the model's size), "serving_uint8" (uint8 images) and "serving_bytes" (encoded JPEG/PNG/GIF/BMP/
     WebP bytes, header-checked by `check_image_bytes`' rule, decoded and resized in-graph). Outputs:
     "probabilities", "top_k_ids", "top_k_scores", and "top_k_labels" when `labels` (a list or a
-    one-per-line file, stored as an asset) are given.
+    one-per-line file, stored as an asset) are given. A detector (`SSDLite`) gets the same three signatures
+    returning "detection_boxes" (normalized ymin, xmin, ymax, xmax), "detection_classes" (0-based),
+    "detection_scores", "num_detections" (NMS in the graph, up to MAX_DETECTIONS) and "detection_labels".
     """
-    classes = int(model.outputs[0].shape[-1])
+    classes = num_classes(model)
     _image_size(model)
     labels = read_labels(labels, classes)
     recover(base_dir)

@@ -239,19 +239,55 @@ def no_decay_variables(model):
     return excluded
 
 
-def compile_model(model, learning_rate, steps, warmup_steps=0, weight_decay=1e-4, label_smoothing=0.1):
-    """AdamW on a cosine schedule with linear warm-up, label-smoothed cross-entropy, accuracy."""
+def compile_model(model, learning_rate, steps, warmup_steps=0, weight_decay=1e-4, label_smoothing=0.1,
+                  task=None):
+    """AdamW on a cosine schedule with linear warm-up, and the task's loss and metrics (classification:
+    label-smoothed cross-entropy, accuracy)."""
     keras = flavor_of(model).keras
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0 if warmup_steps else learning_rate, decay_steps=max(1, steps - warmup_steps),
         warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
     optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
-    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                  metrics=metrics)
+    task = task or CLASSIFICATION
+    model.compile(optimizer=optimizer, loss=task.loss(keras, label_smoothing), metrics=task.metrics(keras),
+                  **({"jit_compile": task.jit_compile} if task.jit_compile is not None else {}))
     return model
+
+
+class ClassificationTask:
+    """What `fit` needs to know about a task, for a classifier: the hook a detector's task replaces
+    (train/detection_training.py) so that both share the stages, backups, checkpoints and history."""
+
+    name = "classification"
+    mode = "max"  # the monitored value is better when higher
+    jit_compile = None  # Keras' choice ("auto": XLA where every layer supports it)
+
+    def check(self, model, data):
+        classes = model.outputs[0].shape[-1]
+        if classes != data.num_classes:
+            raise ValueError(f"model {model.name!r} has {classes} outputs but the data has "
+                             f"{data.num_classes} classes {data.class_names[:10]}")
+
+    def prepare(self, dataset, data, distributed):
+        """The (inputs, targets) the loss reads, from a pipeline of `data`."""
+        return _one_hot(dataset, data.num_classes, distributed)
+
+    def monitor(self, has_validation):
+        return "val_accuracy" if has_validation else "accuracy"
+
+    def loss(self, keras, label_smoothing):
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+    def metrics(self, keras):
+        return [keras.metrics.CategoricalAccuracy(name="accuracy")]
+
+    def callbacks(self, model, data):
+        """Callbacks that run before the checkpoint and CSVLogger (they may add to the epoch's logs)."""
+        return []
+
+
+CLASSIFICATION = ClassificationTask()
 
 
 # --------------------------------------------------------------------------------------- fitting
@@ -325,7 +361,7 @@ def rank(row, monitor):
 
     On a small validation set the accuracy saturates early (6 images: 100% by epoch 4 of 60); by accuracy
     alone the first such epoch, the least trained one, would be kept."""
-    loss = row.get(monitor.replace("accuracy", "loss"))
+    loss = row.get("val_loss" if monitor.startswith("val_") else "loss")
     return float(row[monitor]), -float(loss) if loss is not None else 0.0
 
 
@@ -485,17 +521,19 @@ def _callbacks(model, out_dir, stage, monitor, best, recipe, verbose):
     keras = flavor_of(model).keras
     # tf_keras' own BackupAndRestore (the multi-worker path) writes TF checkpoints, which are atomic
     backup = AtomicBackupAndRestore if flavor_of(model).name == "keras" else keras.callbacks.BackupAndRestore
-    # the backup is deleted by fit once state.json marks the stage done, not at the end of model.fit
-    callbacks = [backup(os.path.join(out_dir, "backup", stage), delete_checkpoint=False)]
-    callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
+    # Order at each epoch's end: the best checkpoint, then its history row, then the backup. A kill between
+    # them costs at most a repeated epoch (its row is written again; read_history keeps the last copy);
+    # never a history row whose best weights were not kept, nor a backup past a missing row.
     settings = dict(monitor=monitor, mode="max", save_best_only=True, save_weights_only=True,
                     verbose=0)  # fit's own lines say enough
     if flavor_of(model).name == "keras":
-        callbacks.append(AtomicModelCheckpoint(weights_file(model, out_dir, "best"), initial_row=best,
-                                               **settings))
+        callbacks = [AtomicModelCheckpoint(weights_file(model, out_dir, "best"), initial_row=best, **settings)]
     else:  # tf_keras (multi-worker): by accuracy alone
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            weights_file(model, out_dir, "best"), initial_value_threshold=best and best[monitor], **settings))
+        callbacks = [keras.callbacks.ModelCheckpoint(
+            weights_file(model, out_dir, "best"), initial_value_threshold=best and best[monitor], **settings)]
+    callbacks.append(keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv"), append=True))
+    # the backup is deleted by fit once state.json marks the stage done, not at the end of model.fit
+    callbacks.append(backup(os.path.join(out_dir, "backup", stage), delete_checkpoint=False))
     if recipe.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode="max",
                                                        patience=recipe.early_stopping_patience))
@@ -576,24 +614,23 @@ def _recalibration(keras, model, dataset, batches):
     return BatchNormRecalibration()
 
 
-def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbacks=()):
+def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbacks=(), task=None):
     """Run the recipe on `model` with `data` (an `ImageData`), keeping everything in `out_dir`.
 
     Re-running the same call on the same `out_dir` after a crash resumes: BackupAndRestore restores the
     last finished epoch (weights, optimizer, schedule); a finished stage 1 is not repeated. The model
     comes back holding the best weights (by validation accuracy when there is a validation split).
     Create the model inside `strategy.scope()` when you pass a strategy. `callbacks` are added to ours
-    (e.g. `quantization.pruning_callbacks()`).
+    (e.g. `quantization.pruning_callbacks()`). `task` (default: classification) says how targets are
+    prepared, the loss, and what "best" monitors (a detector: `DetectionTask`, validation mAP@.5).
     """
+    task = task or CLASSIFICATION
     if not isinstance(recipe, Recipe):
         raise ValueError(f"recipe={recipe!r} is not allowed: recipe must be a keras_mobilenets.train.recipe.Recipe")
     if not includes_preprocessing(model):
         raise ValueError(f"model {model.name!r} takes [-1, 1] pixels but the pipelines feed [0, 255]; "
                          "use create_classifier or add_head (the model carries its own preprocessing)")
-    classes = model.outputs[0].shape[-1]
-    if classes != data.num_classes:
-        raise ValueError(f"model {model.name!r} has {classes} outputs but the data has "
-                         f"{data.num_classes} classes {data.class_names[:10]}")
+    task.check(model, data)
     if recipe.freeze_backbone and _random_backbone(model):
         warnings.warn("the model's backbone has random weights (create_classifier(weights=None)) and "
                       "recipe.freeze_backbone=True would train only the head on random features: training "
@@ -605,9 +642,9 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
         recipe = replace(recipe, epochs=auto_epochs(data.counts["train"], data.batch_size))
     os.makedirs(out_dir, exist_ok=True)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    train = _one_hot(data.train, data.num_classes, strategy is not None)
-    validation = _one_hot(data.validation, data.num_classes, strategy is not None)
-    monitor = "val_accuracy" if validation is not None else "accuracy"
+    train = task.prepare(data.train, data, strategy is not None)
+    validation = task.prepare(data.validation, data, strategy is not None)
+    monitor = task.monitor(validation is not None)
     steps = math.ceil(data.counts["train"] / data.batch_size)
     history_path = os.path.join(out_dir, "history.csv")
     state = _state(out_dir)
@@ -627,9 +664,10 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
         with scope:
             compile_model(model, learning_rate, steps * (last - first),
                           warmup_steps=int(round(recipe.warmup_epochs * steps)),
-                          weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing)
+                          weight_decay=recipe.weight_decay, label_smoothing=recipe.label_smoothing, task=task)
         rows = read_history(history_path)
-        ours = _callbacks(model, out_dir, stage, monitor, best_row(rows, monitor), recipe, verbose)
+        ours = task.callbacks(model, data) + _callbacks(model, out_dir, stage, monitor, best_row(rows, monitor),
+                                                        recipe, verbose)
         if recipe.recalibrate_batchnorm and strategy is None and flavor_of(model).name == "keras":
             ours.insert(0, _recalibration(flavor_of(model).keras, model, train, recipe.recalibrate_batchnorm))
         model.fit(train, validation_data=validation, epochs=last, initial_epoch=first,

@@ -14,23 +14,24 @@ def _figure(figsize):
     return Figure(figsize=figsize)
 
 
-def plot_history(rows, path, title=None, best_epoch=None):
-    """Loss and accuracy per epoch (train and validation) from `training.read_history` rows.
+def plot_history(rows, path, title=None, best_epoch=None, metric="accuracy"):
+    """Loss and `metric` (accuracy; a detector's map_50) per epoch, train and validation, from
+    `training.read_history` rows.
 
     `best_epoch` (1-based) marks the epoch whose weights the run kept, with a vertical line.
     """
     epochs = [r["epoch"] + 1 for r in rows]
     fig = _figure((10, 4))
     axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, name in zip(axes, ("loss", metric)):
         for prefix, style in (("", "-"), ("val_", "--")):
-            if rows and prefix + metric in rows[0]:
-                ax.plot(epochs, [r[prefix + metric] for r in rows], style,
-                        label=("validation " if prefix else "train ") + metric)
+            if rows and prefix + name in rows[0]:
+                ax.plot(epochs, [r[prefix + name] for r in rows], style,
+                        label=("validation " if prefix else "train ") + name)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="tab:red", linestyle=":", label=f"kept: best epoch {best_epoch}")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

@@ -1,0 +1,226 @@
+"""The detection side of a training run folder (`RunConfig(task="detection")`): what differs from classification.
+
+`runs.train_run` keeps the folder, the lock, the marker, resume, --overwrite and `recipe.fit`; this module
+gives it the detection pieces: the "auto" choices, the boxed data (a COCO or VOC folder, or "shapes"), the
+SSDLite model, the fit task (`DetectionTask`: targets, SSD loss, best epoch by validation mAP@.5), and the
+end of the run: COCO metrics of the validation and test splits in metrics.json, and pictures
+(detections.png: boxes on held-out images with the ground truth dashed; precision_recall.png).
+"""
+
+import math
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from keras_mobilenets.fileio import read_json, write_json
+
+SHAPES = "shapes"
+# `keras-mobilenets train --task detection --data shapes`: measured in BENCHMARKS.md ("Detection training")
+AUTO_EPOCHS = (20, 60)  # bounds of the "auto" epoch count from scratch
+AUTO_STEPS = 550  # optimizer steps an "auto" epoch count aims at from scratch (shapes: 25 epochs of 22)
+AUTO_CROP = (0.3, 1.0)  # SSD crop areas from scratch: the paper's 0.1 slowed a short run down (BENCHMARKS.md)
+SHOW_SCORE = 0.3  # detections drawn in the pictures and printed by `predict` score at least this
+PICTURE_IMAGES = 8
+
+
+def data_dir(data):
+    """The folder of `data`: "shapes" (the bundled set, written once) or a COCO / VOC folder as given."""
+    if data == SHAPES:
+        from keras_mobilenets.data.datasets import shapes
+
+        return shapes()
+    return data
+
+
+def _boxes(folder, strict=False):
+    from keras_mobilenets.data.detection import read_boxes
+
+    return read_boxes(folder, strict=strict)
+
+
+def auto_image_size(side):
+    """From scratch: the images' own size rounded up to a multiple of 32, within SSDLite's usual 160-320."""
+    return int(min(320, max(160, 32 * math.ceil(side / 32))))
+
+
+def auto_epochs(train_images, batch_size):
+    """About AUTO_STEPS optimizer steps, within AUTO_EPOCHS (shapes at batch 16: 25 epochs)."""
+    steps = max(1, math.ceil(train_images / batch_size))
+    low, high = AUTO_EPOCHS
+    return int(min(high, max(low, math.ceil(AUTO_STEPS / steps))))
+
+
+def resolve(config, folder):
+    """`runs.resolve` for a detector: image size from the images, width from their number, SSD crops of
+    30-100% of the area, flips, BatchNorm momentum 0.9, focal loss, and the from-scratch recipe (few
+    BatchNorm recalibration batches). The class loss "auto" is focal for every backbone: in a short run
+    from scratch on `shapes` it learned faster than hard-negative mining (BENCHMARKS.md)."""
+    from keras_mobilenets.app.runs import AUTO, auto_alpha
+    from keras_mobilenets.train import recipe as training
+
+    boxes = _boxes(folder, config.strict)
+    images = len(boxes.records)
+    side = int(np.median([min(r.width, r.height) for r in boxes.records])) if images else 320
+    train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
+    scratch = config.from_scratch
+    chosen = {"image_size": auto_image_size(side) if scratch else 320,
+              "alpha": auto_alpha(train_images) if scratch else 1.0,
+              "flip": True, "crop_scale": AUTO_CROP, "crop_fraction": 1.0,
+              "bn_momentum": 0.9 if scratch else None}
+    chosen = {k: v for k, v in chosen.items() if getattr(config, k) == AUTO}
+    if config.class_loss in (None, AUTO):
+        chosen["class_loss"] = "focal"
+    recipe = config.recipe or training.Recipe(epochs=AUTO, freeze_backbone=not scratch, learning_rate=5e-3,
+                                              fine_tune_epochs=0 if scratch else 10, recalibrate_batchnorm=4)
+    if recipe.epochs == AUTO:
+        epochs = auto_epochs(train_images, config.batch_size) if scratch else 10
+        chosen["epochs"] = epochs
+        recipe = replace(recipe, epochs=epochs)
+    resolved = replace(config, recipe=recipe, **{k: v for k, v in chosen.items() if k != "epochs"})
+    chosen.pop("crop_fraction", None)  # a classifier's evaluation crop: a detector always sees the whole image
+    chosen["images"], chosen["side"], chosen["train_images"] = images, side, train_images
+    return resolved, chosen
+
+
+def load_data(config, folder):
+    from keras_mobilenets.data.detection import BoxAugmentation, from_detection_folder
+
+    augmentation = BoxAugmentation(crop_area=tuple(config.crop_scale), flip=bool(config.flip))
+    return from_detection_folder(folder, config.image_size, batch_size=config.batch_size,
+                                 validation_split=config.validation_split, test_split=config.test_split,
+                                 seed=config.seed, augmentation=augmentation, strict=config.strict,
+                                 cache=config.cache)
+
+
+def build_detector(config, num_classes):
+    from keras_mobilenets.train.detection_training import create_detector
+
+    weights = config.weights if config.weights not in ("none", "None") else None
+    return create_detector(config.arch, num_classes, alpha=config.alpha, image_size=config.image_size,
+                           minimalistic=config.minimalistic, weights=weights, bn_momentum=config.bn_momentum)
+
+
+def task(config, model):
+    from keras_mobilenets.train.detection_training import DetectionTask
+
+    return DetectionTask(model.detector_config, config.class_loss)
+
+
+def split_files(data):
+    """split.json of a detection run: the image files of each split (the boxes stay in the annotations)."""
+    return {name: [r.path for r in records] for name, records in data.records.items()}
+
+
+def _pictures(out_dir, split, metrics, detections, images, records, class_names):
+    from keras_mobilenets.train.detection_reports import plot_detections, plot_precision_recall
+
+    shown = [{k: v[d["scores"] >= SHOW_SCORE] for k, v in d.items()} for d in detections[:PICTURE_IMAGES]]
+    truths = [{"boxes": r.boxes, "classes": r.classes} for r in records[:PICTURE_IMAGES]]
+    plot_detections(images[:PICTURE_IMAGES], shown, class_names, os.path.join(out_dir, "detections.png"),
+                    truths=truths, title=f"{split} images: detections scoring >= {SHOW_SCORE} (ground truth "
+                                         "dashed green)")
+    plot_precision_recall(metrics, os.path.join(out_dir, "precision_recall.png"),
+                          title=f"{split} split: precision-recall at IoU 0.5, mAP@.5 {metrics['map_50'] or 0:.3f}")
+
+
+def evaluate_splits(model, data, splits=("validation", "test")):
+    """{split: COCO metrics} of `model` on the data's held-out splits, and the last split's detections
+    and images for the pictures."""
+    from keras_mobilenets.train.detection_training import compiled_forward, evaluate_detector
+
+    forward = compiled_forward(model)
+    results, last = {}, None
+    for split in splits:
+        dataset = getattr(data, split)
+        if dataset is None:
+            continue
+        metrics, detections, images = evaluate_detector(model, dataset, data.records[split], data.class_names,
+                                                        pr_curve=True, forward=forward)
+        last = (split, metrics, detections, images, data.records[split])
+        results[split] = metrics
+    return results, last
+
+
+def _compact(metrics):
+    """metrics.json keeps the numbers, not the 101-point curves (those are in precision_recall.png)."""
+    return {k: v for k, v in metrics.items() if k not in ("recall", "precision_50")}
+
+
+def finish(out_dir, model, data, config, result, seconds, resumed):
+    """best.keras, metrics.json's content (without writing it), training curves and detection pictures;
+    returns (the uncompiled model saved as best.keras, metrics)."""
+    from keras_mobilenets.app.runs import _best_epoch, _save_model
+    from keras_mobilenets.train import reports
+
+    # best.keras without the training losses in its compile config: it loads without this package's
+    # loss classes (safe mode, Predictor, TF Serving export in a fresh process)
+    trained, model = model, build_detector(config, data.num_classes)
+    model.set_weights(trained.get_weights())
+    results, last = evaluate_splits(model, data)
+    best_epoch = _best_epoch(result.history, result.monitor)
+    metrics = {"config": config.to_json(), "task": "detection", "class_names": list(data.class_names),
+               "counts": data.counts, "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
+               "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
+               "best_epoch": best_epoch, "train_seconds_this_session": round(seconds, 1), "resumed": resumed,
+               "replicas": 1, "detector": model.detector_config.to_dict()}
+    metrics.update({split: _compact(values) for split, values in results.items()})
+    _save_model(model, os.path.join(out_dir, "best.keras"))
+    reports.plot_history(result.history, os.path.join(out_dir, "training_curves.png"), title=config.describe(),
+                         best_epoch=best_epoch if config.recipe.restore_best else None, metric="map_50")
+    if last is not None:
+        _pictures(out_dir, *last, data.class_names)
+        if (last[1]["map_50"] or 0.0) < 0.1:
+            metrics["warning"] = (f"{last[0]} mAP@.5 is {last[1]['map_50'] or 0:.3f}: the detector found little. "
+                                  "Try more epochs (--epochs), a larger --image-size for small objects, and "
+                                  "check the boxes in the annotations")
+    return model, metrics
+
+
+def is_detector(model):
+    return any(layer.name == "box_encodings" for layer in model.layers)
+
+
+def evaluate_model(model, model_path, data=None, split="test", batch_size=32, out_dir=None):
+    """COCO metrics of a saved detector on a COCO / VOC folder (or "shapes"), or on its run's stored split;
+    written to evaluation[_<split>].json with the pictures next to it (or in `out_dir`)."""
+    from keras_mobilenets.app.runs import _read_config
+    from keras_mobilenets.data.detection import detection_pipeline, record_dataset
+    from keras_mobilenets.train.detection_training import evaluate_detector
+
+    run_dir = os.path.dirname(os.path.abspath(model_path))
+    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+    if data is None:
+        split_path, config_path = (os.path.join(run_dir, n) for n in ("split.json", "config.json"))
+        if not (os.path.exists(split_path) and os.path.exists(config_path)):
+            raise ValueError(f"no data given and no split.json / config.json next to {model_path!r}: pass "
+                             "--data with a COCO or VOC folder (or shapes)")
+        config = _read_config(config_path)
+        files = read_json(split_path, what="run's split").get(split) or []
+        if not files:
+            raise ValueError(f"split={split!r} is not allowed: the run has no images in that split")
+        boxes = _boxes(data_dir(config.data))
+        by_path = {r.path: r for r in boxes.records}
+        records = [by_path[f] for f in files if f in by_path]
+        name = f"evaluation_{split}"
+    else:
+        boxes = _boxes(data_dir(data))
+        records = list(boxes.records)
+        name = "evaluation"
+    class_names = tuple(boxes.class_names)
+    classes = model.get_layer("class_logits").output.shape[-1] - 1
+    if classes != len(class_names):
+        raise ValueError(f"the model detects {classes} classes but the data has {len(class_names)} "
+                         f"{class_names[:10]}")
+    dataset = detection_pipeline(record_dataset(records), size, batch_size, training=False)
+    metrics, detections, images = evaluate_detector(model, dataset, records, class_names, pr_curve=True)
+    out_dir = out_dir or run_dir
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, f"{name}.json"), _compact(metrics))
+    from keras_mobilenets.train.detection_reports import plot_detections, plot_precision_recall
+
+    shown = [{k: v[d["scores"] >= SHOW_SCORE] for k, v in d.items()} for d in detections[:PICTURE_IMAGES]]
+    plot_detections(images[:PICTURE_IMAGES], shown, class_names, os.path.join(out_dir, f"{name}_detections.png"),
+                    truths=[{"boxes": r.boxes, "classes": r.classes} for r in records[:PICTURE_IMAGES]])
+    plot_precision_recall(metrics, os.path.join(out_dir, f"{name}_precision_recall.png"))
+    return _compact(metrics)
