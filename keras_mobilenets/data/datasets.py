@@ -5,6 +5,7 @@
 the data pipeline is the one that gets exercised.
 """
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -14,6 +15,22 @@ import numpy as np
 from keras_mobilenets.extras import require
 
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
+
+
+@contextlib.contextmanager
+def _staged_folder(path):
+    """Yield a temporary sibling folder of `path`; when the block ends, it replaces `path` (renamed into
+    place, so a half-written folder is never seen there); when the block fails, it is removed."""
+    staging = f"{path.rstrip(os.sep)}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        os.makedirs(staging)
+        yield staging
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.rename(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _expected_counts():
@@ -57,18 +74,11 @@ def digits(path=None, overwrite=False):
                              "overwrite=True to replace it, or choose another path")
     data = load_digits()
     pixels = np.round(data.images * (255.0 / 16.0)).astype(np.uint8)
-    staging = f"{path.rstrip(os.sep)}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with _staged_folder(path) as staging:
         for name in DIGITS_CLASSES:
             os.makedirs(os.path.join(staging, name))
         for index, (image, target) in enumerate(zip(pixels, data.target)):
             Image.fromarray(image, mode="L").save(os.path.join(staging, str(target), f"{index:04d}.png"))
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.rename(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
 
 
@@ -132,9 +142,8 @@ def shapes(path=None, overwrite=False, count=500, image_size=160, seed=0):
                              "choose another path")
     rng = np.random.default_rng(seed)
     photos = scenes.background_photos()
-    staging = f"{path.rstrip(os.sep)}.tmp-{uuid.uuid4().hex[:8]}"
     images, annotations = [], []
-    try:
+    with _staged_folder(path) as staging:
         os.makedirs(os.path.join(staging, "images"))
         os.makedirs(os.path.join(staging, "masks"))
         for index in range(count):
@@ -157,10 +166,4 @@ def shapes(path=None, overwrite=False, count=500, image_size=160, seed=0):
         with open(os.path.join(staging, "instances.json"), "w", encoding="utf-8") as handle:
             json.dump({"info": info, "images": images, "annotations": annotations, "categories": categories},
                       handle)
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.rename(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
