@@ -680,7 +680,8 @@ def fit(model, data, out_dir, recipe=Recipe(), strategy=None, verbose=1, callbac
 
     rows = read_history(history_path)
     best_path = weights_file(model, out_dir, "best")
-    best = max((r[monitor] for r in rows if monitor in r), default=None)
+    kept = best_row(rows, monitor)
+    best = kept[monitor] if kept else None
     if recipe.restore_best and weights_exist(best_path) and not _multi_worker(strategy):
         _restore(model, best_path)  # (one worker alone must not touch synced variables: see runs.to_keras)
     return FitResult(model, rows, best_path if weights_exist(best_path) else None, monitor, best,
