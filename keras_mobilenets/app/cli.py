@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from keras_mobilenets.app.runs import STRATEGIES
+from keras_mobilenets.app.runs import STRATEGIES, TASKS
 from keras_mobilenets.deploy.tflite import IO_TYPES, MODES
 from keras_mobilenets.nets.models import ARCH_NAMES as ARCHS
 from keras_mobilenets.train.recipe import POLICIES
@@ -157,6 +157,8 @@ def _train(args):
 
     from_scratch = args.weights in (None, "none")
     detection = args.task == "detection"
+    segmentation = args.task == "segmentation"
+    bundled = args.task != "classification"  # detection and segmentation: the bundled shapes, batch 16
     recipe = Recipe(
         epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_blocks="all" if args.fine_tune_blocks == "all" else int(args.fine_tune_blocks),
@@ -165,11 +167,11 @@ def _train(args):
         fine_tune_learning_rate=args.fine_tune_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, early_stopping_patience=args.patience,
-        recalibrate_batchnorm=4 if detection else 16)
+        recalibrate_batchnorm=4 if bundled else 16)
     config = RunConfig(
-        task=args.task, class_loss=args.class_loss if detection else None, data=args.data or ("shapes" if detection else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
+        task=args.task, class_loss=args.class_loss if detection else None, data=args.data or ("shapes" if bundled else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
         image_size=args.image_size, weights=None if from_scratch else args.weights,
-        batch_size=args.batch_size or (16 if detection else 32), validation_split=args.validation_split, test_split=args.test_split,
+        batch_size=args.batch_size or (16 if bundled else 32), validation_split=args.validation_split, test_split=args.test_split,
         seed=args.seed, flip=False if args.no_flip else "auto",
         crop_scale="auto" if args.min_crop == "auto" else (args.min_crop, 1.0),
         crop_fraction=args.crop_fraction, strict=args.strict, dropout=args.dropout,
@@ -184,9 +186,12 @@ def _train(args):
     for split in ("validation", "test"):
         if split in metrics and detection:
             print(_detection_line(split, metrics[split]))
+        elif split in metrics and segmentation:
+            print(_segmentation_line(split, metrics[split]))
         elif split in metrics:
             print(f"{split} accuracy: {metrics[split]['accuracy']:.4f} on {metrics[split]['images']} images")
-    pictures = "detections.png, precision_recall.png" if detection else "confusion_matrix.png"
+    pictures = {"detection": "detections.png, precision_recall.png",
+                "segmentation": "segmentation.png, class_iou.png"}.get(args.task, "confusion_matrix.png")
     print(f"best model: {os.path.join(args.out, 'best.keras')} (epoch {metrics['best_epoch']} of "
           f"{metrics['epochs']}); metrics.json, history.csv, training_curves.png, {pictures}")
     if metrics.get("export"):
@@ -206,6 +211,13 @@ def _detection_line(split, metrics):
             f"{metrics['num_images']} images with {metrics['num_boxes']} boxes; AP@.5 per class: {per_class}")
 
 
+def _segmentation_line(split, metrics):
+    """One line: mIoU, pixel accuracy and IoU per class."""
+    per_class = ", ".join(f"{name} {'n/a' if v is None else f'{v:.4f}'}" for name, v in metrics["per_class_iou"].items())
+    return (f"{split}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f} on "
+            f"{metrics['images']} images; IoU per class: {per_class}")
+
+
 def _evaluate(args):
     from keras_mobilenets.app.runs import evaluate_model
 
@@ -213,6 +225,9 @@ def _evaluate(args):
                              batch_size=args.batch_size, out_dir=args.out)
     if "map_50" in metrics:
         print(_detection_line(args.split if args.data is None else "data", metrics))
+        return 0
+    if "miou" in metrics:
+        print(_segmentation_line(args.split if args.data is None else "data", metrics))
         return 0
     print(f"accuracy: {metrics['accuracy']:.4f} on {metrics['images']} images")
     for name, value in metrics["per_class_accuracy"].items():
@@ -336,13 +351,15 @@ def build_parser():
     predict.set_defaults(run=_predict)
 
     train = command("train", help="fine-tune or train a classifier (or an SSDLite detector) on an image folder")
-    train.add_argument("--task", choices=("classification", "detection"), default="classification",
-                       help="classification, or detection (SSDLite; COCO or VOC folders)")
+    train.add_argument("--task", choices=TASKS, default="classification",
+                       help="classification, detection (SSDLite; COCO or VOC folders) or segmentation "
+                            "(LR-ASPP; VOC or images/ + masks/ folders)")
     train.add_argument("--class-loss", choices=("auto", "focal", "sigmoid_hard_negative"), default="auto",
                        help='detection: the class-score loss ("auto": focal)')
     train.add_argument("--data", help='a class-per-subfolder image folder or "digits" (the bundled scans, the '
                        'default); detection: a COCO folder (instances.json), a VOC folder (Annotations/) or '
-                       '"shapes" (the bundled boxes, the default)')
+                       '"shapes" (the bundled boxes, the default); segmentation: a VOC folder (JPEGImages/, '
+                       'SegmentationClass/), an images/ + masks/ folder or "shapes" (the default)')
     train.add_argument("--arch", choices=ARCHS, default="v2", help="architecture")
     train.add_argument("--alpha", type=_auto(float), default="auto",
                        help='width multiplier ("auto": 0.35 up to 5,000 training images, then wider)')

@@ -16,6 +16,7 @@ import numpy as np
 from keras_mobilenets.fileio import read_json, write_json
 
 SHAPES = "shapes"
+MODEL_NAME = "SSDLite on {}"
 # `keras-mobilenets train --task detection --data shapes`: measured in BENCHMARKS.md ("Detection training")
 AUTO_EPOCHS = (20, 60)  # bounds of the "auto" epoch count from scratch
 AUTO_STEPS = 550  # optimizer steps an "auto" epoch count aims at from scratch (shapes: 25 epochs of 22)
@@ -93,7 +94,7 @@ def load_data(config, folder):
                                  cache=config.cache)
 
 
-def build_detector(config, num_classes):
+def build(config, num_classes):
     from keras_mobilenets.train.detection_training import create_detector
 
     weights = config.weights if config.weights not in ("none", "None") else None
@@ -155,7 +156,7 @@ def finish(out_dir, model, data, config, result, seconds, resumed):
 
     # best.keras without the training losses in its compile config: it loads without this package's
     # loss classes (safe mode, Predictor, TF Serving export in a fresh process)
-    trained, model = model, build_detector(config, data.num_classes)
+    trained, model = model, build(config, data.num_classes)
     model.set_weights(trained.get_weights())
     results, last = evaluate_splits(model, data)
     best_epoch = _best_epoch(result.history, result.monitor)
@@ -177,7 +178,7 @@ def finish(out_dir, model, data, config, result, seconds, resumed):
     return model, metrics
 
 
-def is_detector(model):
+def is_model(model):
     return any(layer.name == "box_encodings" for layer in model.layers)
 
 
