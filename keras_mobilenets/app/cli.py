@@ -109,6 +109,8 @@ def _predict(args):
     predictor = Predictor(args.model, num_threads=args.threads, labels=args.labels)
     if predictor.detector:
         return _print_detections(predictor, args)
+    if predictor.segmenter:
+        return _write_masks(predictor, args)
     results = predictor.top_k(args.images, k=args.top_k)
     classes = min(len(best) for best in results)
     if args.top_k > classes:
@@ -148,6 +150,33 @@ def _print_detections(predictor, args):
         target = os.path.join(args.draw, os.path.splitext(os.path.basename(path))[0] + "_boxes.png")
         figure.savefig(target, dpi=100)
         print(f"  drawn: {target}")
+    return 0
+
+
+def _write_masks(predictor, args):
+    """Per image: the class map as a palette PNG at the image's own size (nearest-neighbour), an overlay
+    of it on the image, both in --draw, and one line with each class' share of the pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from keras_mobilenets.train.segmentation_reports import overlay, palette
+
+    masks = predictor.segment(args.images)
+    classes = predictor._classes()
+    names = predictor.labels or [f"class {i}" for i in range(classes)]
+    colours = palette(classes)
+    os.makedirs(args.draw, exist_ok=True)
+    for path, mask in zip(args.images, masks):
+        with Image.open(path) as opened:
+            image = np.asarray(opened.convert("RGB"))
+        full = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(image.shape[1::-1], Image.NEAREST))
+        stem = os.path.join(args.draw, os.path.splitext(os.path.basename(path))[0])
+        written = Image.frombytes("P", full.shape[::-1], np.ascontiguousarray(full).tobytes())  # VOC-style
+        written.putpalette(colours.ravel().tolist())
+        written.save(stem + "_mask.png")
+        Image.fromarray(overlay(image, full, classes)).save(stem + "_overlay.png")
+        shares = ", ".join(f"{names[c]} {np.mean(full == c):.1%}" for c in np.unique(full))
+        print(f"{path}: {shares}\n  mask: {stem}_mask.png, overlay: {stem}_overlay.png")
     return 0
 
 
@@ -243,6 +272,10 @@ def _convert_data(args, model):
 
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     run_dir = os.path.dirname(os.path.abspath(args.model))
+    from keras_mobilenets.app import segmentation_runs
+
+    if segmentation_runs.is_model(model):  # (image, mask) pipelines: the run's splits, or --data
+        return segmentation_runs.model_pipelines(args.model, args.data, size)
     if args.data is None and os.path.exists(os.path.join(run_dir, "split.json")):
         return (stored_split(args.model, "train", size)[0],
                 stored_split(args.model, "test validation", size)[0])
@@ -263,6 +296,13 @@ def _convert(args):
                          "and qat-int8")
     model = keras.saving.load_model(args.model)
     representative, sample = _convert_data(args, model)
+    from keras_mobilenets.app import segmentation_runs
+
+    segmentation = segmentation_runs.is_model(model)
+    if segmentation and args.mode == "qat-int8" and args.qat_epochs:
+        raise ValueError(f"--qat-epochs {args.qat_epochs} is not allowed for a segmentation model: its QAT "
+                         "fine-tuning is not in the CLI yet; use --qat-epochs 0 (range calibration only) or "
+                         "--mode int8 (post-training quantization)")
     if args.mode == "qat-int8" and args.qat_epochs:
         # `fine_tune_qat`, the same QAT fit as `keras-mobilenets quantize` (which resumes; this does not)
         import tempfile
@@ -285,6 +325,13 @@ def _convert(args):
                            per_channel=not args.per_tensor)
     print(f"wrote {args.out}")
     print(report)
+    if segmentation:
+        from keras_mobilenets.deploy.segmentation_tflite import segmentation_parity
+
+        parity = segmentation_parity(model, args.out, sample)
+        print(f"held-out masks of {parity['images']} images: pixel agreement with Keras "
+              f"{parity['pixel_agreement']:.4f}; mIoU Keras {parity['keras_miou']:.4f}, TFLite "
+              f"{parity['tflite_miou']:.4f}; TFLite vs Keras masks mIoU {parity['tflite_vs_keras_miou']:.4f}")
     return 0
 
 
@@ -339,14 +386,16 @@ def build_parser():
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.set_defaults(run=_export)
 
-    predict = command("predict", help="top-k classes of image files (a detector: boxes, printed and drawn)")
+    predict = command("predict", help="top-k classes of image files (a detector: boxes, printed and drawn; "
+                                      "a segmentation model: mask and overlay PNGs)")
     predict.add_argument("--model", required=True, help="a .tflite file, a .keras file or a SavedModel")
     predict.add_argument("--labels", help="class names, one per line")
     predict.add_argument("--top-k", type=int, default=5, help="how many classes to print (1..classes)")
     predict.add_argument("--threads", type=int, default=2, help="LiteRT threads for .tflite")
     predict.add_argument("--min-score", type=float, default=0.3, help="detectors: the lowest score printed and drawn")
     predict.add_argument("--draw", default="predictions",
-                         help="detectors: the folder where each image is written with its boxes drawn")
+                         help="detectors: the folder where each image is written with its boxes drawn; "
+                              "segmentation: where <name>_mask.png and <name>_overlay.png go")
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
     predict.set_defaults(run=_predict)
 

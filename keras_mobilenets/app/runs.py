@@ -223,6 +223,48 @@ def resolve(config):
     return resolved, chosen
 
 
+def resolve_task(config, images, side, choices, auto_epochs, extra=None):
+    """`resolve` for a task of TASK_RUNS: `choices(scratch, train_images, side)` gives the task's "auto"
+    values (those the config leaves "auto" are taken), `extra` what the task adds (a class loss); the
+    recipe is the from-scratch one (few BatchNorm recalibration batches), epochs from `auto_epochs`."""
+    scratch = config.from_scratch
+    train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
+    chosen = {k: v for k, v in choices(scratch, train_images, side).items() if getattr(config, k) == AUTO}
+    chosen.update(extra or {})
+    recipe = config.recipe or training.Recipe(epochs=AUTO, freeze_backbone=not scratch, learning_rate=5e-3,
+                                              fine_tune_epochs=0 if scratch else 10, recalibrate_batchnorm=4)
+    if recipe.epochs == AUTO:
+        epochs = auto_epochs(train_images, config.batch_size) if scratch else 10
+        chosen["epochs"] = epochs
+        recipe = replace(recipe, epochs=epochs)
+    resolved = replace(config, recipe=recipe, **{k: v for k, v in chosen.items() if k != "epochs"})
+    chosen.pop("crop_fraction", None)  # a classifier's evaluation crop: these tasks see the whole image
+    chosen["images"], chosen["side"], chosen["train_images"] = images, side, train_images
+    return resolved, chosen
+
+
+def data_settings(config):
+    """The keyword arguments a task's folder reader takes from the config (besides image size and augmentation)."""
+    return dict(batch_size=config.batch_size, validation_split=config.validation_split,
+                test_split=config.test_split, seed=config.seed, strict=config.strict, cache=config.cache)
+
+
+def model_settings(config):
+    """The keyword arguments a task's model builder takes from the config (besides the architecture)."""
+    return dict(alpha=config.alpha, image_size=config.image_size, minimalistic=config.minimalistic,
+                weights=config.weights if config.weights not in ("none", "None") else None,
+                bn_momentum=config.bn_momentum)
+
+
+def task_metrics(config, data, result, seconds, resumed):
+    """The head of a task run's metrics.json (what every task records before its own numbers)."""
+    return {"config": config.to_json(), "task": config.task, "class_names": list(data.class_names),
+            "counts": data.counts, "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
+            "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
+            "best_epoch": _best_epoch(result.history, result.monitor),
+            "train_seconds_this_session": round(seconds, 1), "resumed": resumed, "replicas": 1}
+
+
 def choices_line(chosen):
     """One line naming what "auto" chose and from what, e.g. for the start of `keras-mobilenets train`."""
     words = {"image_size": lambda v: f"image size {v} px",

@@ -10,7 +10,6 @@ and predicted masks over held-out images; class_iou.png: IoU per class).
 
 import math
 import os
-from dataclasses import replace
 
 import numpy as np
 
@@ -62,45 +61,32 @@ def _sides(folder, sample=50):
 def resolve(config, folder):
     """`runs.resolve` for segmentation: image size from the images, width from their number, random
     scale 0.75-1.5 and flips, BatchNorm momentum 0.9, and the from-scratch recipe."""
-    from keras_mobilenets.app.runs import AUTO, auto_alpha
-    from keras_mobilenets.train import recipe as training
+    from keras_mobilenets.app.runs import auto_alpha, resolve_task
 
     images, side = _sides(folder)
-    train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
-    scratch = config.from_scratch
-    chosen = {"image_size": auto_image_size(side) if scratch else 224,
-              "alpha": auto_alpha(train_images) if scratch else 1.0,
-              "flip": True, "crop_scale": AUTO_SCALE, "crop_fraction": 1.0,
-              "bn_momentum": 0.9 if scratch else None}
-    chosen = {k: v for k, v in chosen.items() if getattr(config, k) == AUTO}
-    recipe = config.recipe or training.Recipe(epochs=AUTO, freeze_backbone=not scratch, learning_rate=5e-3,
-                                              fine_tune_epochs=0 if scratch else 10, recalibrate_batchnorm=4)
-    if recipe.epochs == AUTO:
-        epochs = auto_epochs(train_images, config.batch_size) if scratch else 10
-        chosen["epochs"] = epochs
-        recipe = replace(recipe, epochs=epochs)
-    resolved = replace(config, recipe=recipe, **{k: v for k, v in chosen.items() if k != "epochs"})
-    chosen.pop("crop_fraction", None)  # a classifier's evaluation crop: masks are scored on the whole image
-    chosen["images"], chosen["side"], chosen["train_images"] = images, side, train_images
-    return resolved, chosen
+
+    def choices(scratch, train_images, side):
+        return {"image_size": auto_image_size(side) if scratch else 224,
+                "alpha": auto_alpha(train_images) if scratch else 1.0,
+                "flip": True, "crop_scale": AUTO_SCALE, "crop_fraction": 1.0,
+                "bn_momentum": 0.9 if scratch else None}
+
+    return resolve_task(config, images, side, choices, auto_epochs)
 
 
 def load_data(config, folder):
+    from keras_mobilenets.app.runs import data_settings
     from keras_mobilenets.data.segmentation import SegmentationAugmentation, from_segmentation_folder
 
     augmentation = SegmentationAugmentation(scale=tuple(config.crop_scale), flip=bool(config.flip))
-    return from_segmentation_folder(folder, config.image_size, batch_size=config.batch_size,
-                                    validation_split=config.validation_split, test_split=config.test_split,
-                                    seed=config.seed, augmentation=augmentation, strict=config.strict,
-                                    cache=config.cache)
+    return from_segmentation_folder(folder, config.image_size, augmentation=augmentation, **data_settings(config))
 
 
 def build(config, num_classes):
+    from keras_mobilenets.app.runs import model_settings
     from keras_mobilenets.train.segmentation_training import create_segmenter
 
-    weights = config.weights if config.weights not in ("none", "None") else None
-    return create_segmenter(config.arch, num_classes, alpha=config.alpha, image_size=config.image_size,
-                            minimalistic=config.minimalistic, weights=weights, bn_momentum=config.bn_momentum)
+    return create_segmenter(config.arch, num_classes, **model_settings(config))
 
 
 def task(config, model):
@@ -158,18 +144,14 @@ def evaluate_splits(model, data, splits=("validation", "test")):
 def finish(out_dir, model, data, config, result, seconds, resumed):
     """best.keras, metrics.json's content (without writing it), training curves and mask pictures;
     returns (the uncompiled model saved as best.keras, metrics)."""
-    from keras_mobilenets.app.runs import _best_epoch, _save_model
+    from keras_mobilenets.app.runs import _save_model, task_metrics
     from keras_mobilenets.train import reports
 
     trained, model = model, build(config, data.num_classes)  # best.keras without optimizer or compile state
     model.set_weights(trained.get_weights())
     results, last = evaluate_splits(model, data)
-    best_epoch = _best_epoch(result.history, result.monitor)
-    metrics = {"config": config.to_json(), "task": "segmentation", "class_names": list(data.class_names),
-               "counts": data.counts, "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
-               "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
-               "best_epoch": best_epoch, "train_seconds_this_session": round(seconds, 1), "resumed": resumed,
-               "replicas": 1, "ignore_label": data.ignore_label}
+    metrics = dict(task_metrics(config, data, result, seconds, resumed), ignore_label=data.ignore_label)
+    best_epoch = metrics["best_epoch"]
     metrics.update(results)
     _save_model(model, os.path.join(out_dir, "best.keras"))
     reports.plot_history(result.history, os.path.join(out_dir, "training_curves.png"), title=config.describe(),
