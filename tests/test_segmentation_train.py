@@ -105,6 +105,9 @@ def test_segmentation_run_evaluate_predict_export_and_int8(tmp_path, capsys):
 
     # one table of tasks; a multi-worker run is refused for each task that is not classification
     assert set(TASK_RUNS) == {"detection", "segmentation"}
+    # the plain `--task segmentation` command: 350 training images at batch 16 -> 20 epochs, 160 px
+    assert TASK_RUNS["segmentation"].auto_epochs(350, 16) == 20
+    assert TASK_RUNS["segmentation"].auto_image_size(160) == 160
     assert RunConfig(task="segmentation").describe  # a valid config
     with pytest.raises(ValueError, match="multi-worker"):
         RunConfig(task="segmentation", strategy="multi-worker")

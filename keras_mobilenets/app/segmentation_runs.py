@@ -19,7 +19,7 @@ SHAPES = "shapes"
 MODEL_NAME = "LR-ASPP on {}"
 # `keras-mobilenets train --task segmentation`: measured in BENCHMARKS.md ("Segmentation training")
 AUTO_EPOCHS = (20, 60)
-AUTO_STEPS = 700  # optimizer steps an "auto" epoch count aims at from scratch (shapes at batch 16: 32 epochs)
+AUTO_STEPS = 440  # optimizer steps an "auto" epoch count aims at from scratch (shapes at batch 16: 20 epochs)
 AUTO_SCALE = (0.75, 1.5)  # random scale of image and mask from scratch
 PICTURE_IMAGES = 6
 

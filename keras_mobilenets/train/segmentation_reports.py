@@ -53,7 +53,7 @@ def plot_class_iou(per_class_iou, path, title=None):
     """A bar per class (by name) with its IoU written on it; a class without pixels shows n/a."""
     names = list(per_class_iou)
     values = [per_class_iou[n] for n in names]
-    fig = _figure((max(4, 0.6 * len(names) + 2), 3.5))
+    fig = _figure((max(5.5, 0.6 * len(names) + 2), 3.5))
     ax = fig.subplots()
     ax.bar(range(len(names)), [v or 0.0 for v in values], color="tab:blue")
     for i, value in enumerate(values):
