@@ -271,6 +271,7 @@ def choices_line(chosen):
              "alpha": lambda v: f"width (alpha) {v:g}",
              "epochs": lambda v: f"{v} epochs",
              "crop_scale": lambda v: f"training crops of {v[0]:.0%}-{v[1]:.0%} of the image area",
+             "random_scale": lambda v: f"image and mask scaled by {v[0]:g}-{v[1]:g} at random",
              "crop_fraction": lambda v: f"evaluation crop {v:.0%}",
              "flip": lambda v: "horizontal flips" if v else "no flips",
              "bn_momentum": lambda v: "the architecture's BatchNorm momentum" if v is None

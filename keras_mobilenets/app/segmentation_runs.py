@@ -71,7 +71,10 @@ def resolve(config, folder):
                 "flip": True, "crop_scale": AUTO_SCALE, "crop_fraction": 1.0,
                 "bn_momentum": 0.9 if scratch else None}
 
-    return resolve_task(config, images, side, choices, auto_epochs)
+    resolved, chosen = resolve_task(config, images, side, choices, auto_epochs)
+    if "crop_scale" in chosen:  # here it is the random scale of image and mask, not a crop's area
+        chosen["random_scale"] = chosen.pop("crop_scale")
+    return resolved, chosen
 
 
 def load_data(config, folder):
