@@ -173,8 +173,8 @@ def test_detection_run_settings_and_bad_input():
     assert detection_runs.auto_epochs(350, 16) == 25 and detection_runs.auto_image_size(160) == 160
     assert detection_runs.auto_image_size(40) == 160 and detection_runs.auto_image_size(640) == 320
     assert RunConfig(task="detection").describe  # a valid config
-    with pytest.raises(ValueError, match="task='segmentation' is not allowed"):
-        RunConfig(task="segmentation")
+    with pytest.raises(ValueError, match="task='keypoints' is not allowed"):
+        RunConfig(task="keypoints")
     with pytest.raises(ValueError, match="class_loss='softmax' is not allowed"):
         RunConfig(task="detection", class_loss="softmax")
     with pytest.raises(ValueError, match="multi-worker"):

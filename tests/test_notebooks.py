@@ -10,9 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_five_notebooks_are_there_and_in_the_readme():
+def test_the_six_notebooks_are_there_and_in_the_readme():
     names = [path.stem for path in NOTEBOOKS]
-    assert names == ["01_quickstart", "02_transfer_learning", "03_qat_tflite", "04_export_serving", "05_detection"]
+    assert names == ["01_quickstart", "02_transfer_learning", "03_qat_tflite", "04_export_serving", "05_detection",
+                     "06_segmentation"]
     readme = (ROOT / "README.md").read_text()
     assert all(f"notebooks/{name}.ipynb" in readme for name in names)
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from keras_mobilenets.app.runs import STRATEGIES
+from keras_mobilenets.app.runs import STRATEGIES, TASKS
 from keras_mobilenets.deploy.tflite import IO_TYPES, MODES
 from keras_mobilenets.nets.models import ARCH_NAMES as ARCHS
 from keras_mobilenets.train.recipe import POLICIES
@@ -109,6 +109,8 @@ def _predict(args):
     predictor = Predictor(args.model, num_threads=args.threads, labels=args.labels)
     if predictor.detector:
         return _print_detections(predictor, args)
+    if predictor.segmenter:
+        return _write_masks(predictor, args)
     results = predictor.top_k(args.images, k=args.top_k)
     classes = min(len(best) for best in results)
     if args.top_k > classes:
@@ -151,12 +153,41 @@ def _print_detections(predictor, args):
     return 0
 
 
+def _write_masks(predictor, args):
+    """Per image: the class map as a palette PNG at the image's own size (nearest-neighbour), an overlay
+    of it on the image, both in --draw, and one line with each class' share of the pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from keras_mobilenets.train.segmentation_reports import overlay, palette
+
+    masks = predictor.segment(args.images)
+    classes = predictor._classes()
+    names = predictor.labels or [f"class {i}" for i in range(classes)]
+    colours = palette(classes)
+    os.makedirs(args.draw, exist_ok=True)
+    for path, mask in zip(args.images, masks):
+        with Image.open(path) as opened:
+            image = np.asarray(opened.convert("RGB"))
+        full = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(image.shape[1::-1], Image.NEAREST))
+        stem = os.path.join(args.draw, os.path.splitext(os.path.basename(path))[0])
+        written = Image.frombytes("P", full.shape[::-1], np.ascontiguousarray(full).tobytes())  # VOC-style
+        written.putpalette(colours.ravel().tolist())
+        written.save(stem + "_mask.png")
+        Image.fromarray(overlay(image, full, classes)).save(stem + "_overlay.png")
+        shares = ", ".join(f"{names[c]} {np.mean(full == c):.1%}" for c in np.unique(full))
+        print(f"{path}: {shares}\n  mask: {stem}_mask.png, overlay: {stem}_overlay.png")
+    return 0
+
+
 def _train(args):
     from keras_mobilenets.app.runs import RunConfig, train_run
     from keras_mobilenets.train.recipe import Recipe
 
     from_scratch = args.weights in (None, "none")
     detection = args.task == "detection"
+    segmentation = args.task == "segmentation"
+    bundled = args.task != "classification"  # detection and segmentation: the bundled shapes, batch 16
     recipe = Recipe(
         epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_blocks="all" if args.fine_tune_blocks == "all" else int(args.fine_tune_blocks),
@@ -165,11 +196,11 @@ def _train(args):
         fine_tune_learning_rate=args.fine_tune_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, early_stopping_patience=args.patience,
-        recalibrate_batchnorm=4 if detection else 16)
+        recalibrate_batchnorm=4 if bundled else 16)
     config = RunConfig(
-        task=args.task, class_loss=args.class_loss if detection else None, data=args.data or ("shapes" if detection else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
+        task=args.task, class_loss=args.class_loss if detection else None, data=args.data or ("shapes" if bundled else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
         image_size=args.image_size, weights=None if from_scratch else args.weights,
-        batch_size=args.batch_size or (16 if detection else 32), validation_split=args.validation_split, test_split=args.test_split,
+        batch_size=args.batch_size or (16 if bundled else 32), validation_split=args.validation_split, test_split=args.test_split,
         seed=args.seed, flip=False if args.no_flip else "auto",
         crop_scale="auto" if args.min_crop == "auto" else (args.min_crop, 1.0),
         crop_fraction=args.crop_fraction, strict=args.strict, dropout=args.dropout,
@@ -184,9 +215,12 @@ def _train(args):
     for split in ("validation", "test"):
         if split in metrics and detection:
             print(_detection_line(split, metrics[split]))
+        elif split in metrics and segmentation:
+            print(_segmentation_line(split, metrics[split]))
         elif split in metrics:
             print(f"{split} accuracy: {metrics[split]['accuracy']:.4f} on {metrics[split]['images']} images")
-    pictures = "detections.png, precision_recall.png" if detection else "confusion_matrix.png"
+    pictures = {"detection": "detections.png, precision_recall.png",
+                "segmentation": "segmentation.png, class_iou.png"}.get(args.task, "confusion_matrix.png")
     print(f"best model: {os.path.join(args.out, 'best.keras')} (epoch {metrics['best_epoch']} of "
           f"{metrics['epochs']}); metrics.json, history.csv, training_curves.png, {pictures}")
     if metrics.get("export"):
@@ -206,6 +240,13 @@ def _detection_line(split, metrics):
             f"{metrics['num_images']} images with {metrics['num_boxes']} boxes; AP@.5 per class: {per_class}")
 
 
+def _segmentation_line(split, metrics):
+    """One line: mIoU, pixel accuracy and IoU per class."""
+    per_class = ", ".join(f"{name} {'n/a' if v is None else f'{v:.4f}'}" for name, v in metrics["per_class_iou"].items())
+    return (f"{split}: mIoU {metrics['miou']:.4f}, pixel accuracy {metrics['pixel_accuracy']:.4f} on "
+            f"{metrics['images']} images; IoU per class: {per_class}")
+
+
 def _evaluate(args):
     from keras_mobilenets.app.runs import evaluate_model
 
@@ -213,6 +254,9 @@ def _evaluate(args):
                              batch_size=args.batch_size, out_dir=args.out)
     if "map_50" in metrics:
         print(_detection_line(args.split if args.data is None else "data", metrics))
+        return 0
+    if "miou" in metrics:
+        print(_segmentation_line(args.split if args.data is None else "data", metrics))
         return 0
     print(f"accuracy: {metrics['accuracy']:.4f} on {metrics['images']} images")
     for name, value in metrics["per_class_accuracy"].items():
@@ -228,6 +272,10 @@ def _convert_data(args, model):
 
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     run_dir = os.path.dirname(os.path.abspath(args.model))
+    from keras_mobilenets.app import segmentation_runs
+
+    if segmentation_runs.is_model(model):  # (image, mask) pipelines: the run's splits, or --data
+        return segmentation_runs.model_pipelines(args.model, args.data, size)
     if args.data is None and os.path.exists(os.path.join(run_dir, "split.json")):
         return (stored_split(args.model, "train", size)[0],
                 stored_split(args.model, "test validation", size)[0])
@@ -248,6 +296,13 @@ def _convert(args):
                          "and qat-int8")
     model = keras.saving.load_model(args.model)
     representative, sample = _convert_data(args, model)
+    from keras_mobilenets.app import segmentation_runs
+
+    segmentation = segmentation_runs.is_model(model)
+    if segmentation and args.mode == "qat-int8" and args.qat_epochs:
+        raise ValueError(f"--qat-epochs {args.qat_epochs} is not allowed for a segmentation model: its QAT "
+                         "fine-tuning is not in the CLI yet; use --qat-epochs 0 (range calibration only) or "
+                         "--mode int8 (post-training quantization)")
     if args.mode == "qat-int8" and args.qat_epochs:
         # `fine_tune_qat`, the same QAT fit as `keras-mobilenets quantize` (which resumes; this does not)
         import tempfile
@@ -270,6 +325,13 @@ def _convert(args):
                            per_channel=not args.per_tensor)
     print(f"wrote {args.out}")
     print(report)
+    if segmentation:
+        from keras_mobilenets.deploy.segmentation_tflite import segmentation_parity
+
+        parity = segmentation_parity(model, args.out, sample)
+        print(f"held-out masks of {parity['images']} images: pixel agreement with Keras "
+              f"{parity['pixel_agreement']:.4f}; mIoU Keras {parity['keras_miou']:.4f}, TFLite "
+              f"{parity['tflite_miou']:.4f}; TFLite vs Keras masks mIoU {parity['tflite_vs_keras_miou']:.4f}")
     return 0
 
 
@@ -324,25 +386,29 @@ def build_parser():
     export.add_argument("--overwrite", action="store_true", help="replace an existing version")
     export.set_defaults(run=_export)
 
-    predict = command("predict", help="top-k classes of image files (a detector: boxes, printed and drawn)")
+    predict = command("predict", help="top-k classes of image files (a detector: boxes, printed and drawn; "
+                                      "a segmentation model: mask and overlay PNGs)")
     predict.add_argument("--model", required=True, help="a .tflite file, a .keras file or a SavedModel")
     predict.add_argument("--labels", help="class names, one per line")
     predict.add_argument("--top-k", type=int, default=5, help="how many classes to print (1..classes)")
     predict.add_argument("--threads", type=int, default=2, help="LiteRT threads for .tflite")
     predict.add_argument("--min-score", type=float, default=0.3, help="detectors: the lowest score printed and drawn")
     predict.add_argument("--draw", default="predictions",
-                         help="detectors: the folder where each image is written with its boxes drawn")
+                         help="detectors: the folder where each image is written with its boxes drawn; "
+                              "segmentation: where <name>_mask.png and <name>_overlay.png go")
     predict.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
     predict.set_defaults(run=_predict)
 
     train = command("train", help="fine-tune or train a classifier (or an SSDLite detector) on an image folder")
-    train.add_argument("--task", choices=("classification", "detection"), default="classification",
-                       help="classification, or detection (SSDLite; COCO or VOC folders)")
+    train.add_argument("--task", choices=TASKS, default="classification",
+                       help="classification, detection (SSDLite; COCO or VOC folders) or segmentation "
+                            "(LR-ASPP; VOC or images/ + masks/ folders)")
     train.add_argument("--class-loss", choices=("auto", "focal", "sigmoid_hard_negative"), default="auto",
                        help='detection: the class-score loss ("auto": focal)')
     train.add_argument("--data", help='a class-per-subfolder image folder or "digits" (the bundled scans, the '
                        'default); detection: a COCO folder (instances.json), a VOC folder (Annotations/) or '
-                       '"shapes" (the bundled boxes, the default)')
+                       '"shapes" (the bundled boxes, the default); segmentation: a VOC folder (JPEGImages/, '
+                       'SegmentationClass/), an images/ + masks/ folder or "shapes" (the default)')
     train.add_argument("--arch", choices=ARCHS, default="v2", help="architecture")
     train.add_argument("--alpha", type=_auto(float), default="auto",
                        help='width multiplier ("auto": 0.35 up to 5,000 training images, then wider)')

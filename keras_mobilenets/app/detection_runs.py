@@ -9,13 +9,13 @@ end of the run: COCO metrics of the validation and test splits in metrics.json, 
 
 import math
 import os
-from dataclasses import replace
 
 import numpy as np
 
 from keras_mobilenets.fileio import read_json, write_json
 
 SHAPES = "shapes"
+MODEL_NAME = "SSDLite on {}"
 # `keras-mobilenets train --task detection --data shapes`: measured in BENCHMARKS.md ("Detection training")
 AUTO_EPOCHS = (20, 60)  # bounds of the "auto" epoch count from scratch
 AUTO_STEPS = 550  # optimizer steps an "auto" epoch count aims at from scratch (shapes: 25 epochs of 22)
@@ -56,49 +56,35 @@ def resolve(config, folder):
     30-100% of the area, flips, BatchNorm momentum 0.9, focal loss, and the from-scratch recipe (few
     BatchNorm recalibration batches). The class loss "auto" is focal for every backbone: in a short run
     from scratch on `shapes` it learned faster than hard-negative mining (BENCHMARKS.md)."""
-    from keras_mobilenets.app.runs import AUTO, auto_alpha
-    from keras_mobilenets.train import recipe as training
+    from keras_mobilenets.app.runs import AUTO, auto_alpha, resolve_task
 
     boxes = _boxes(folder, config.strict)
     images = len(boxes.records)
     side = int(np.median([min(r.width, r.height) for r in boxes.records])) if images else 320
-    train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
-    scratch = config.from_scratch
-    chosen = {"image_size": auto_image_size(side) if scratch else 320,
-              "alpha": auto_alpha(train_images) if scratch else 1.0,
-              "flip": True, "crop_scale": AUTO_CROP, "crop_fraction": 1.0,
-              "bn_momentum": 0.9 if scratch else None}
-    chosen = {k: v for k, v in chosen.items() if getattr(config, k) == AUTO}
-    if config.class_loss in (None, AUTO):
-        chosen["class_loss"] = "focal"
-    recipe = config.recipe or training.Recipe(epochs=AUTO, freeze_backbone=not scratch, learning_rate=5e-3,
-                                              fine_tune_epochs=0 if scratch else 10, recalibrate_batchnorm=4)
-    if recipe.epochs == AUTO:
-        epochs = auto_epochs(train_images, config.batch_size) if scratch else 10
-        chosen["epochs"] = epochs
-        recipe = replace(recipe, epochs=epochs)
-    resolved = replace(config, recipe=recipe, **{k: v for k, v in chosen.items() if k != "epochs"})
-    chosen.pop("crop_fraction", None)  # a classifier's evaluation crop: a detector always sees the whole image
-    chosen["images"], chosen["side"], chosen["train_images"] = images, side, train_images
-    return resolved, chosen
+
+    def choices(scratch, train_images, side):
+        return {"image_size": auto_image_size(side) if scratch else 320,
+                "alpha": auto_alpha(train_images) if scratch else 1.0,
+                "flip": True, "crop_scale": AUTO_CROP, "crop_fraction": 1.0,
+                "bn_momentum": 0.9 if scratch else None}
+
+    extra = {"class_loss": "focal"} if config.class_loss in (None, AUTO) else {}
+    return resolve_task(config, images, side, choices, auto_epochs, extra)
 
 
 def load_data(config, folder):
+    from keras_mobilenets.app.runs import data_settings
     from keras_mobilenets.data.detection import BoxAugmentation, from_detection_folder
 
     augmentation = BoxAugmentation(crop_area=tuple(config.crop_scale), flip=bool(config.flip))
-    return from_detection_folder(folder, config.image_size, batch_size=config.batch_size,
-                                 validation_split=config.validation_split, test_split=config.test_split,
-                                 seed=config.seed, augmentation=augmentation, strict=config.strict,
-                                 cache=config.cache)
+    return from_detection_folder(folder, config.image_size, augmentation=augmentation, **data_settings(config))
 
 
-def build_detector(config, num_classes):
+def build(config, num_classes):
+    from keras_mobilenets.app.runs import model_settings
     from keras_mobilenets.train.detection_training import create_detector
 
-    weights = config.weights if config.weights not in ("none", "None") else None
-    return create_detector(config.arch, num_classes, alpha=config.alpha, image_size=config.image_size,
-                           minimalistic=config.minimalistic, weights=weights, bn_momentum=config.bn_momentum)
+    return create_detector(config.arch, num_classes, **model_settings(config))
 
 
 def task(config, model):
@@ -150,20 +136,16 @@ def _compact(metrics):
 def finish(out_dir, model, data, config, result, seconds, resumed):
     """best.keras, metrics.json's content (without writing it), training curves and detection pictures;
     returns (the uncompiled model saved as best.keras, metrics)."""
-    from keras_mobilenets.app.runs import _best_epoch, _save_model
+    from keras_mobilenets.app.runs import _save_model, task_metrics
     from keras_mobilenets.train import reports
 
     # best.keras without the training losses in its compile config: it loads without this package's
     # loss classes (safe mode, Predictor, TF Serving export in a fresh process)
-    trained, model = model, build_detector(config, data.num_classes)
+    trained, model = model, build(config, data.num_classes)
     model.set_weights(trained.get_weights())
     results, last = evaluate_splits(model, data)
-    best_epoch = _best_epoch(result.history, result.monitor)
-    metrics = {"config": config.to_json(), "task": "detection", "class_names": list(data.class_names),
-               "counts": data.counts, "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
-               "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
-               "best_epoch": best_epoch, "train_seconds_this_session": round(seconds, 1), "resumed": resumed,
-               "replicas": 1, "detector": model.detector_config.to_dict()}
+    metrics = dict(task_metrics(config, data, result, seconds, resumed), detector=model.detector_config.to_dict())
+    best_epoch = metrics["best_epoch"]
     metrics.update({split: _compact(values) for split, values in results.items()})
     _save_model(model, os.path.join(out_dir, "best.keras"))
     reports.plot_history(result.history, os.path.join(out_dir, "training_curves.png"), title=config.describe(),
@@ -177,7 +159,7 @@ def finish(out_dir, model, data, config, result, seconds, resumed):
     return model, metrics
 
 
-def is_detector(model):
+def is_model(model):
     return any(layer.name == "box_encodings" for layer in model.layers)
 
 

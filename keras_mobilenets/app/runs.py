@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from keras_mobilenets.app import detection_runs
+from keras_mobilenets.app import detection_runs, segmentation_runs
 from keras_mobilenets.data import pipelines as kd
 from keras_mobilenets.data.datasets import digits
 from keras_mobilenets.fileio import read_json, write_atomic, write_json
@@ -27,7 +27,11 @@ from keras_mobilenets.train import reports
 from keras_mobilenets.extras import require
 
 STRATEGIES = (None, "mirrored", "multi-worker")
-TASKS = ("classification", "detection")
+# Each task but classification is a module with the same functions (data_dir, resolve, load_data, build,
+# task, split_files, finish, is_model, evaluate_model, MODEL_NAME): `train_run` looks the task up here,
+# so a new task is a new entry, not a new branch in every step.
+TASK_RUNS = {"detection": detection_runs, "segmentation": segmentation_runs}
+TASKS = ("classification", *TASK_RUNS)
 CLASS_LOSSES = (None, "auto", "focal", "sigmoid_hard_negative")  # a detector's class loss
 AUTO = "auto"
 ARCH_NAMES = {"v1": "MobileNetV1", "v2": "MobileNetV2", "v3-large": "MobileNetV3-Large",
@@ -79,9 +83,10 @@ class RunConfig:
         if self.class_loss not in CLASS_LOSSES:
             raise ValueError(f"class_loss={self.class_loss!r} is not allowed: class_loss must be one of "
                              f"{CLASS_LOSSES} (None: the task's choice)")
-        if self.task == "detection" and self.strategy == "multi-worker":
-            raise ValueError("strategy='multi-worker' is not allowed with task='detection': detectors train "
-                             "in Keras 3, which multi-worker runs cannot use (keras-team/keras#20585)")
+        if self.task in TASK_RUNS and self.strategy == "multi-worker":
+            raise ValueError(f"strategy='multi-worker' is not allowed with task={self.task!r}: only "
+                             "classifiers train in tf_keras, and Keras 3 multi-worker runs fail "
+                             "(keras-team/keras#20585)")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy={self.strategy!r} is not allowed: strategy must be one of {STRATEGIES}")
         if self.mixed_precision not in training.POLICIES:
@@ -110,7 +115,7 @@ class RunConfig:
     def describe(self):
         """The architecture in words, e.g. "MobileNetV2 0.35, 64 px" (a resolved config)."""
         name = ARCH_NAMES.get(self.arch, self.arch) + (" minimalistic" if self.minimalistic else "")
-        name = f"SSDLite on {name}" if self.task == "detection" else name
+        name = TASK_RUNS[self.task].MODEL_NAME.format(name) if self.task in TASK_RUNS else name
         return f"{name} {self.alpha:g}, {self.image_size} px" + (", from scratch" if self.from_scratch else "")
 
     @property
@@ -150,9 +155,14 @@ def is_chief(strategy):
                                              and resolver.task_id == 0)
 
 
+def _task_runs(config):
+    """The module of the run's task (detection_runs, segmentation_runs), or None for classification."""
+    return TASK_RUNS.get(config.task)
+
+
 def _data_dir(config):
-    if config.task == "detection":
-        return detection_runs.data_dir(config.data)
+    if _task_runs(config):
+        return _task_runs(config).data_dir(config.data)
     return digits() if config.data == "digits" else config.data
 
 
@@ -188,8 +198,8 @@ def auto_alpha(train_images):
 
 def resolve(config):
     """(`config` with every "auto" field chosen, {field: chosen value}) -- see `RunConfig`."""
-    if config.task == "detection":
-        return detection_runs.resolve(config, _data_dir(config))
+    if _task_runs(config):
+        return _task_runs(config).resolve(config, _data_dir(config))
     scratch = config.from_scratch
     images, side = _folder_stats(_data_dir(config))
     train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
@@ -213,12 +223,55 @@ def resolve(config):
     return resolved, chosen
 
 
+def resolve_task(config, images, side, choices, auto_epochs, extra=None):
+    """`resolve` for a task of TASK_RUNS: `choices(scratch, train_images, side)` gives the task's "auto"
+    values (those the config leaves "auto" are taken), `extra` what the task adds (a class loss); the
+    recipe is the from-scratch one (few BatchNorm recalibration batches), epochs from `auto_epochs`."""
+    scratch = config.from_scratch
+    train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
+    chosen = {k: v for k, v in choices(scratch, train_images, side).items() if getattr(config, k) == AUTO}
+    chosen.update(extra or {})
+    recipe = config.recipe or training.Recipe(epochs=AUTO, freeze_backbone=not scratch, learning_rate=5e-3,
+                                              fine_tune_epochs=0 if scratch else 10, recalibrate_batchnorm=4)
+    if recipe.epochs == AUTO:
+        epochs = auto_epochs(train_images, config.batch_size) if scratch else 10
+        chosen["epochs"] = epochs
+        recipe = replace(recipe, epochs=epochs)
+    resolved = replace(config, recipe=recipe, **{k: v for k, v in chosen.items() if k != "epochs"})
+    chosen.pop("crop_fraction", None)  # a classifier's evaluation crop: these tasks see the whole image
+    chosen["images"], chosen["side"], chosen["train_images"] = images, side, train_images
+    return resolved, chosen
+
+
+def data_settings(config):
+    """The keyword arguments a task's folder reader takes from the config (besides image size and augmentation)."""
+    return dict(batch_size=config.batch_size, validation_split=config.validation_split,
+                test_split=config.test_split, seed=config.seed, strict=config.strict, cache=config.cache)
+
+
+def model_settings(config):
+    """The keyword arguments a task's model builder takes from the config (besides the architecture)."""
+    return dict(alpha=config.alpha, image_size=config.image_size, minimalistic=config.minimalistic,
+                weights=config.weights if config.weights not in ("none", "None") else None,
+                bn_momentum=config.bn_momentum)
+
+
+def task_metrics(config, data, result, seconds, resumed):
+    """The head of a task run's metrics.json (what every task records before its own numbers)."""
+    return {"config": config.to_json(), "task": config.task, "class_names": list(data.class_names),
+            "counts": data.counts, "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
+            "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
+            "best_epoch": _best_epoch(result.history, result.monitor),
+            "train_seconds_this_session": round(seconds, 1), "resumed": resumed, "replicas": 1}
+
+
 def choices_line(chosen):
     """One line naming what "auto" chose and from what, e.g. for the start of `keras-mobilenets train`."""
     words = {"image_size": lambda v: f"image size {v} px",
              "alpha": lambda v: f"width (alpha) {v:g}",
              "epochs": lambda v: f"{v} epochs",
              "crop_scale": lambda v: f"training crops of {v[0]:.0%}-{v[1]:.0%} of the image area",
+             "random_scale": lambda v: f"image and mask scaled by {v[0]:g}-{v[1]:g} at random",
              "crop_fraction": lambda v: f"evaluation crop {v:.0%}",
              "flip": lambda v: "horizontal flips" if v else "no flips",
              "bn_momentum": lambda v: "the architecture's BatchNorm momentum" if v is None
@@ -244,8 +297,8 @@ def near_chance(split, result):
 
 
 def load_data(config):
-    if config.task == "detection":
-        return detection_runs.load_data(config, _data_dir(config))
+    if _task_runs(config):
+        return _task_runs(config).load_data(config, _data_dir(config))
     augmentation = kd.Augmentation(crop_scale=tuple(config.crop_scale), flip=config.flip)
     return kd.from_folder(_data_dir(config), config.image_size, batch_size=config.batch_size,
                           validation_split=config.validation_split, test_split=config.test_split,
@@ -254,9 +307,9 @@ def load_data(config):
 
 
 def build_classifier(config, num_classes, flavor=None):
-    """The run's model: a classifier, or a detector for task="detection"."""
-    if config.task == "detection":
-        return detection_runs.build_detector(config, num_classes)
+    """The run's model: a classifier, or the task's model (a detector, a segmentation model)."""
+    if _task_runs(config):
+        return _task_runs(config).build(config, num_classes)
     weights = config.weights if config.weights not in ("none", "None") else None
     return training.create_classifier(
         config.arch, num_classes, alpha=config.alpha, image_size=config.image_size,
@@ -462,15 +515,15 @@ def _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose
             _clear_run(out_dir)
         _write_marker(out_dir, "train")
         write_json(os.path.join(out_dir, "config.json"), config.to_json())
-        write_json(os.path.join(out_dir, "split.json"), data.files if config.task == "classification"
-                   else detection_runs.split_files(data))
+        write_json(os.path.join(out_dir, "split.json"),
+                   _task_runs(config).split_files(data) if _task_runs(config) else data.files)
         write_atomic(os.path.join(out_dir, "labels.txt"), "\n".join(data.class_names) + "\n")
 
     keras.utils.set_random_seed(config.seed)  # the initial weights and dropout follow the run's seed too
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         model = build_classifier(config, data.num_classes)
-    task = detection_runs.task(config, model) if config.task == "detection" else None
+    task = _task_runs(config).task(config, model) if _task_runs(config) else None
     started = time.perf_counter()
     result = training.fit(model, data, work_dir, config.recipe, strategy=strategy, verbose=verbose, task=task)
     seconds = time.perf_counter() - started
@@ -479,8 +532,8 @@ def _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose
     final_weights = result.best_weights or training.weights_file(model, work_dir, result.last_stage)
     model = to_keras(result.model, config, data.num_classes, final_weights)
 
-    if config.task == "detection":
-        model, metrics = detection_runs.finish(out_dir, model, data, config, result, seconds, resumed)
+    if _task_runs(config):
+        model, metrics = _task_runs(config).finish(out_dir, model, data, config, result, seconds, resumed)
         return _finish(out_dir, model, metrics, resumed, export_dir)
     metrics = {"config": config.to_json(), "class_names": list(data.class_names), "counts": data.counts,
                "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
@@ -525,12 +578,14 @@ def _best_epoch(rows, monitor):
 
 def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_dir=None):
     """Evaluate a saved classifier on a folder, or on its run's stored split (split.json next to it); a
-    detector gets COCO metrics (`detection_runs.evaluate_model`)."""
+    detector gets COCO metrics (`detection_runs.evaluate_model`), a segmentation model mIoU
+    (`segmentation_runs.evaluate_model`)."""
     import keras
 
     model = keras.saving.load_model(model_path)
-    if detection_runs.is_detector(model):
-        return detection_runs.evaluate_model(model, model_path, data_dir, split, batch_size, out_dir)
+    for module in TASK_RUNS.values():
+        if module.is_model(model):
+            return module.evaluate_model(model, model_path, data_dir, split, batch_size, out_dir)
     run_dir = os.path.dirname(os.path.abspath(model_path))
     size = tuple(model.inputs[0].shape[1:3])
     if data_dir is None:

@@ -58,6 +58,11 @@ class SegmentationData:
     files: dict = field(default_factory=dict)
     skipped: tuple = ()
     ignore_label: int = IGNORE_LABEL
+    batch_size: int = 8
+    class_names: tuple = ()
+
+    def __post_init__(self):
+        self.class_names = tuple(self.class_names) or tuple(f"class_{i}" for i in range(self.num_classes))
 
     def report(self):
         lines = [f"{self.num_classes} classes; " + ", ".join(f"{k}: {v} pairs" for k, v in self.counts.items())]
@@ -92,6 +97,48 @@ def scan_pairs(directory):
             return [(path, masks.get(stem)) for stem, path in sorted(images.items())]
     raise DataError(f"{directory!r} is not a segmentation folder: expected JPEGImages/ and "
                     "SegmentationClass/ (VOC layout) or images/ and masks/ side by side")
+
+
+LABELS_FILE = "labels.txt"
+
+
+def folder_class_names(directory):
+    """The class names of a segmentation folder, index = mask value, or None when it does not say:
+    `labels.txt` (one name per line), else a COCO `instances.json` beside the masks (value 0 is
+    "background", value k the category with id k, as `datasets.shapes` writes its masks)."""
+    import json
+
+    labels = os.path.join(directory, LABELS_FILE)
+    if os.path.isfile(labels):
+        with open(labels, encoding="utf-8") as handle:
+            names = [line.strip() for line in handle if line.strip()]
+        if len(names) < 2:
+            raise DataError(f"{labels}: {len(names)} class name(s); a segmentation folder needs at least 2 "
+                            "(background counts as a class)")
+        return tuple(names)
+    instances = os.path.join(directory, "instances.json")
+    if os.path.isfile(instances):
+        with open(instances, encoding="utf-8") as handle:
+            try:
+                categories = {int(c["id"]): str(c["name"]) for c in json.load(handle).get("categories", [])}
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise DataError(f"{instances}: unreadable categories ({error})") from None
+        if categories and min(categories) > 0:
+            return ("background",) + tuple(categories.get(i, f"class_{i}") for i in range(1, max(categories) + 1))
+    return None
+
+
+def largest_class_id(pairs, ignore_label=IGNORE_LABEL):
+    """The largest class id (ignore label left out) in the readable masks of `pairs`, or 0."""
+    largest = 0
+    for _, mask in pairs:
+        try:
+            values = np.unique(read_mask(mask)) if mask is not None else ()
+        except ValueError:
+            continue  # reported by check_pairs
+        values = [int(v) for v in values if v != ignore_label]
+        largest = max([largest] + values)
+    return largest
 
 
 def read_mask(path, max_bytes=MAX_FILE_BYTES):
@@ -232,14 +279,23 @@ def _size(image_size):
     return tuple(image_size)
 
 
-def from_segmentation_folder(directory, image_size, num_classes, batch_size=8, validation_split=0.1,
+def from_segmentation_folder(directory, image_size, num_classes=None, batch_size=8, validation_split=0.1,
                              test_split=0.2, seed=0, augmentation=SegmentationAugmentation(),
-                             ignore_label=IGNORE_LABEL, strict=False, follow_links=False):
-    """Pipelines from a VOC-layout or images/ + masks/ folder: bad pairs found up front, seeded split."""
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes={num_classes!r} is not allowed: num_classes must be an integer >= 2")
+                             ignore_label=IGNORE_LABEL, strict=False, follow_links=False, cache=False):
+    """Pipelines from a VOC-layout or images/ + masks/ folder: bad pairs found up front, seeded split.
+
+    `num_classes=None`: the folder's class names (`folder_class_names`), else the largest mask value + 1.
+    `cache=True` keeps the decoded pairs in memory after the first epoch.
+    """
     size = _size(image_size)
     pairs = scan_pairs(directory)
+    class_names = folder_class_names(directory)
+    if num_classes is None:
+        num_classes = len(class_names) if class_names else max(2, largest_class_id(pairs, ignore_label) + 1)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes={num_classes!r} is not allowed: num_classes must be an integer >= 2")
+    if class_names is not None and len(class_names) != num_classes:
+        class_names = None
     pairs, skipped = check_pairs(pairs, num_classes, ignore_label, strict, root=directory,
                                  follow_links=follow_links)
     if not pairs:
@@ -256,10 +312,11 @@ def from_segmentation_folder(directory, image_size, num_classes, batch_size=8, v
             datasets[name] = None
             continue
         counts[name] = len(chosen)
-        datasets[name] = pipeline(_file_pairs(chosen), size, batch_size, name == "train", augmentation,
+        loaded = _file_pairs(chosen).cache() if cache else _file_pairs(chosen)
+        datasets[name] = pipeline(loaded, size, batch_size, name == "train", augmentation,
                                   ignore_label, seed, buffer_size=len(chosen))
     return SegmentationData(num_classes, size, datasets["train"], datasets["validation"], datasets["test"],
-                            counts, files, skipped, ignore_label)
+                            counts, files, skipped, ignore_label, batch_size, class_names or ())
 
 
 def from_tfds_segmentation(name, data_dir, image_size, num_classes, splits=("train", None, "test"),
@@ -295,4 +352,4 @@ def from_tfds_segmentation(name, data_dir, image_size, num_classes, splits=("tra
         datasets[role] = pipeline(ds.map(pair, num_parallel_calls=AUTOTUNE), size, batch_size,
                                   role == "train", augmentation, ignore_label, seed)
     return SegmentationData(num_classes, size, datasets["train"], datasets["validation"], datasets["test"],
-                            counts, {}, (), ignore_label)
+                            counts, {}, (), ignore_label, batch_size)

@@ -10,7 +10,7 @@ import numpy as np
 
 from keras_mobilenets.deploy.serving import (DETECTION_OUTPUTS, MAX_DETECTIONS, MAX_IMAGE_BYTES,
                                              check_image_bytes, decode_image_bytes, ends_in_softmax,
-                                             is_detector, read_labels, versions)
+                                             is_detector, is_segmenter, read_labels, versions)
 from keras_mobilenets.deploy.tflite import dequantize_output, quantize_input
 from keras_mobilenets.nets.preprocessing import preprocess_input
 from keras_mobilenets.extras import require
@@ -29,7 +29,8 @@ def _resolve_saved_model(path):
 class Predictor:
     """Batched ImageNet-style classification with a .tflite (LiteRT), .keras or SavedModel model; for a
     detector (an `SSDLite` .keras file, its SavedModel export, or a TFLite file ending in
-    TFLite_Detection_PostProcess) `detect` returns boxes."""
+    TFLite_Detection_PostProcess) `detect` returns boxes; for a segmentation model (`LRASPP`, `DeepLabV3`
+    .keras, its SavedModel export or TFLite file) `segment` returns class maps."""
 
     def __init__(self, path, num_threads=2, batch_size=32, labels=None):
         path = os.fspath(path)
@@ -58,11 +59,13 @@ class Predictor:
         signatures = self._interpreter.get_signature_list()
         self._runner = self._interpreter.get_signature_runner(
             "serving_default" if "serving_default" in signatures else None)
-        self.detector = "detection_boxes" in self._runner.get_output_details()
+        self._output_details = self._runner.get_output_details()
+        self.detector = "detection_boxes" in self._output_details
+        first_output = next(iter(self._output_details.values()))
+        self.segmenter = not self.detector and len(first_output["shape"]) == 4
         (self._input_name, detail), = self._runner.get_input_details().items()
         self.image_size = tuple(int(d) for d in detail["shape"][1:3])
         self._input_detail = detail
-        self._output_details = self._runner.get_output_details()
         self._batch_fixed = int(detail["shape"][0]) if detail["shape_signature"][0] != -1 else None
 
     def _load_keras(self, path):
@@ -73,6 +76,7 @@ class Predictor:
         model = self._model = keras.saving.load_model(path)
         self.image_size = tuple(int(d) for d in model.inputs[0].shape[1:3])
         self.detector = is_detector(model)
+        self.segmenter = not self.detector and is_segmenter(model)
         if self.detector:
             from keras_mobilenets.deploy.serving import _detector_predict
 
@@ -94,6 +98,7 @@ class Predictor:
         self._loaded = tf.saved_model.load(self.path)
         self._signature = self._loaded.signatures["serving_default"]
         self.detector = "detection_boxes" in self._signature.structured_outputs
+        self.segmenter = "class_map" in self._signature.structured_outputs
         spec = self._signature.structured_input_signature[1]["images"]
         self.image_size = tuple(int(d) for d in spec.shape[1:3])
 
@@ -193,6 +198,19 @@ class Predictor:
                                   "label": self.labels[label] if self.labels and label < len(self.labels) else None})
             results.append(found)
         return results
+
+    def segment(self, inputs, probabilities=False):
+        """int32 class maps (n, height, width) at the model's input size for file paths, encoded bytes or
+        [0, 255] image arrays; with `probabilities`, also the per-pixel probabilities (n, h, w, classes)."""
+        if not self.segmenter:
+            raise ValueError(f"model={self.path!r} is not a segmentation model: segment is for LRASPP and "
+                             "DeepLabV3 models (use predict, top_k or detect)")
+        scores = self.predict(inputs)
+        if self.kind == "tflite" and not np.allclose(scores.sum(-1), 1.0, atol=1e-2):  # a file ending in logits
+            scores = np.exp(scores - scores.max(-1, keepdims=True))
+            scores /= scores.sum(-1, keepdims=True)
+        masks = scores.argmax(-1).astype(np.int32)
+        return (masks, scores) if probabilities else masks
 
     def top_k(self, inputs, k=5):
         """[(label or class id, probability)] of the `k` best classes for each input."""

@@ -322,6 +322,30 @@ def _detector_predict(model, table, max_detections):
     return predict
 
 
+def is_segmenter(model):
+    """Whether `model` scores every pixel (LRASPP, DeepLabV3): a 4-D output as wide and high as its input."""
+    from keras_mobilenets.train.segmentation_training import is_segmenter as per_pixel
+
+    return per_pixel(model)
+
+
+def _segmenter_predict(model):
+    """"class_map" (int32 [B, H, W], at the input size) and "probabilities" ([B, H, W, classes])."""
+    import tensorflow as tf
+
+    height, width = _image_size(model)
+    softmax = not ends_in_softmax(model)
+
+    def predict(images):
+        count = tf.shape(images)[0]  # the empty-batch guard of the classifier's path (see there)
+        images = tf.concat([images, tf.zeros((1, height, width, 3), images.dtype)], 0)[:tf.maximum(count, 1)]
+        scores = tf.cast(model(preprocess_input(images, model=model), training=False), tf.float32)[:count]
+        scores = tf.nn.softmax(scores) if softmax else scores
+        return {"class_map": tf.argmax(scores, axis=-1, output_type=tf.int32), "probabilities": scores}
+
+    return predict
+
+
 def _serving_functions(model, table, top_k):
     """The three signature functions, sharing one prediction path."""
     import tensorflow as tf
@@ -330,6 +354,8 @@ def _serving_functions(model, table, top_k):
     if is_detector(model):
         predict = _detector_predict(model, table, MAX_DETECTIONS)
         return _signatures(predict, height, width)
+    if is_segmenter(model):
+        return _signatures(_segmenter_predict(model), height, width)
     softmax = not ends_in_softmax(model)
     classes = int(model.outputs[0].shape[-1])
     k = min(top_k, classes)
@@ -420,7 +446,8 @@ def _expected_outputs(model, path, top_k):
     images = np.random.default_rng(0).uniform(0, 255, (2, height, width, 3)).round().astype("float32")
     specs = _serving_functions(model, None, top_k)
     outputs = specs["serving_default"][0](tf.constant(images))
-    names = ("detection_boxes", "detection_scores") if is_detector(model) else ("probabilities",)
+    names = ("detection_boxes", "detection_scores") if is_detector(model) else \
+        ("class_map", "probabilities") if is_segmenter(model) else ("probabilities",)
     np.savez(path, images=images, **{name: outputs[name].numpy() for name in names})
 
 
@@ -501,6 +528,8 @@ def export_saved_model(model, base_dir, version=None, labels=None, overwrite=Fal
     one-per-line file, stored as an asset) are given. A detector (`SSDLite`) gets the same three signatures
     returning "detection_boxes" (normalized ymin, xmin, ymax, xmax), "detection_classes" (0-based),
     "detection_scores", "num_detections" (NMS in the graph, up to MAX_DETECTIONS) and "detection_labels".
+    A segmentation model (`LRASPP`, `DeepLabV3`) gets them returning "class_map" (int32 class ids
+    [batch, height, width] at the input size) and "probabilities" ([batch, height, width, classes]).
     """
     classes = num_classes(model)
     _image_size(model)

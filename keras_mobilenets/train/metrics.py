@@ -66,10 +66,12 @@ class ConfusionMatrix:
         }
 
 
-def segmentation_miou(num_classes, ignore_label=IGNORE_LABEL, name="miou"):
+def segmentation_miou(num_classes, ignore_label=IGNORE_LABEL, name="miou", keras=None):
     """A Keras MeanIoU for logits [B, H, W, C] against integer masks [B, H, W] with `ignore_label`
-    pixels left out (keras.metrics.MeanIoU's ignore_class), for `model.compile(metrics=...)`."""
-    import keras
+    pixels left out (keras.metrics.MeanIoU's ignore_class), for `model.compile(metrics=...)`; `keras`:
+    the model's flavor's module (default Keras 3)."""
+    if keras is None:
+        import keras
 
     return keras.metrics.MeanIoU(num_classes=num_classes, ignore_class=ignore_label, sparse_y_true=True,
                                  sparse_y_pred=False, name=name)

@@ -1,0 +1,122 @@
+"""Training LR-ASPP in a run folder (`keras-mobilenets train --task segmentation`), one small run reused
+for every step after it: metrics.json's mIoU against masks scored here by hand, the pictures, `evaluate`,
+`predict` (mask and overlay PNGs), the TF Serving export's three signatures, `Predictor.segment` from
+.keras, SavedModel and TFLite, and `convert --mode int8` with its mIoU parity report."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_mobilenets.data.datasets import shapes
+
+TINY = ["--task", "segmentation", "--arch", "v2", "--alpha", "0.35", "--image-size", "64", "--batch-size", "8"]
+
+
+def _iou_by_hand(truth, predicted, classes):
+    ious = []
+    for c in range(classes):
+        union = np.logical_or(truth == c, predicted == c).sum()
+        if union:
+            ious.append(np.logical_and(truth == c, predicted == c).sum() / union)
+    return float(np.mean(ious))
+
+
+def test_segmentation_run_evaluate_predict_export_and_int8(tmp_path, capsys):
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_mobilenets.app.cli import main
+    from keras_mobilenets.app.runs import TASK_RUNS, RunConfig
+    from keras_mobilenets.deploy.predictor import Predictor
+    from keras_mobilenets.deploy.serving import export_saved_model
+
+    folder = shapes(str(tmp_path / "shapes"), count=30, image_size=64, seed=2)  # images/ + masks/ beside
+    run = str(tmp_path / "run")
+    assert main(["train", "--data", folder, *TINY, "--epochs", "2", "--out", run]) == 0
+    out = capsys.readouterr().out
+    assert "test: mIoU" in out and "segmentation.png, class_iou.png" in out
+    with open(os.path.join(run, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert metrics["task"] == "segmentation" and metrics["monitor"] == "val_miou" and metrics["epochs"] == 2
+    assert metrics["class_names"] == ["background", "circle", "rectangle", "triangle"]  # from instances.json
+    test = metrics["test"]
+    assert set(test["per_class_iou"]) == set(metrics["class_names"]) and 0 <= test["pixel_accuracy"] <= 1
+    # the kept epoch is the best by validation mIoU (Keras' MeanIoU in fit = our confusion matrix after it)
+    assert metrics["validation"]["miou"] == pytest.approx(metrics["best"], abs=1e-4)
+    for name in ("best.keras", "segmentation.png", "class_iou.png", "training_curves.png", "history.csv",
+                 "split.json", "labels.txt"):
+        assert os.path.getsize(os.path.join(run, name)) > 0, name
+
+    # mIoU of the saved model on the test files' own masks, computed here by hand, is metrics.json's
+    with open(os.path.join(run, "split.json")) as handle:
+        pairs = json.load(handle)["test"]
+    images = np.stack([np.asarray(Image.open(image).convert("RGB"), np.float32) for image, _ in pairs])
+    truth = np.stack([np.asarray(Image.open(mask)) for _, mask in pairs])
+    best = os.path.join(run, "best.keras")
+    keras_masks = Predictor(best).segment(images)
+    assert keras_masks.shape == truth.shape and keras_masks.dtype == np.int32
+    assert test["miou"] == pytest.approx(_iou_by_hand(truth, keras_masks, 4), abs=1e-6)
+    assert test["pixel_accuracy"] == pytest.approx(float((truth == keras_masks).mean()), abs=1e-6)
+
+    assert main(["evaluate", best]) == 0 and "test: mIoU" in capsys.readouterr().out
+    with open(os.path.join(run, "evaluation_test.json")) as handle:
+        assert json.load(handle)["miou"] == pytest.approx(test["miou"], abs=1e-6)
+
+    # predict: a palette mask PNG at the image's size holding the predicted ids, and an overlay
+    drawn = str(tmp_path / "drawn")
+    assert main(["predict", "--model", best, "--draw", drawn, pairs[0][0]]) == 0
+    stem = os.path.join(drawn, os.path.basename(pairs[0][0])[:-4])
+    assert "mask: " in capsys.readouterr().out
+    with Image.open(stem + "_mask.png") as written:
+        assert written.mode == "P" and written.size == (64, 64)
+        np.testing.assert_array_equal(np.asarray(written), keras_masks[0])
+    assert os.path.getsize(stem + "_overlay.png") > 0
+
+    # TF Serving: three signatures with the class map (int32, input size) and probabilities, verified
+    import keras
+
+    exported = export_saved_model(keras.saving.load_model(best), str(tmp_path / "serving"),
+                                  labels=os.path.join(run, "labels.txt"))
+    loaded = tf.saved_model.load(exported.path)
+    outputs = loaded.signatures["serving_uint8"](images=tf.cast(images[:2], tf.uint8))
+    assert outputs["class_map"].dtype == tf.int32 and outputs["class_map"].shape == (2, 64, 64)
+    assert outputs["probabilities"].shape == (2, 64, 64, 4)
+    encoded = tf.stack([tf.io.encode_png(tf.cast(image, tf.uint8)) for image in images[:2]])
+    from_bytes = loaded.signatures["serving_bytes"](image_bytes=encoded)["class_map"].numpy()
+    np.testing.assert_array_equal(from_bytes, keras_masks[:2])
+    served = Predictor(str(tmp_path / "serving"))
+    assert served.segmenter and list(served.labels) == metrics["class_names"]
+    np.testing.assert_array_equal(served.segment(images), keras_masks)
+
+    # int8 TFLite through `convert`: the run's held-out pairs, pixel agreement and mIoU vs Keras
+    tflite = str(tmp_path / "seg_int8.tflite")
+    assert main(["convert", best, "--mode", "int8", "--out", tflite, "--min-agreement", "0.8"]) == 0
+    out = capsys.readouterr().out
+    assert "pixel agreement with Keras" in out and "TFLite vs Keras masks mIoU" in out
+    lite = Predictor(tflite)
+    assert lite.segmenter
+    masks, probabilities = lite.segment(images, probabilities=True)
+    assert (masks == keras_masks).mean() > 0.8
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match="not a segmentation model"):
+        _classifier_predictor(tmp_path).segment(images)
+
+    # one table of tasks; a multi-worker run is refused for each task that is not classification
+    assert set(TASK_RUNS) == {"detection", "segmentation"}
+    # the plain `--task segmentation` command: 350 training images at batch 16 -> 20 epochs, 160 px
+    assert TASK_RUNS["segmentation"].auto_epochs(350, 16) == 20
+    assert TASK_RUNS["segmentation"].auto_image_size(160) == 160
+    assert RunConfig(task="segmentation").describe  # a valid config
+    with pytest.raises(ValueError, match="multi-worker"):
+        RunConfig(task="segmentation", strategy="multi-worker")
+
+
+def _classifier_predictor(tmp_path):
+    from keras_mobilenets.deploy.predictor import Predictor
+    from keras_mobilenets.train.recipe import create_classifier
+
+    path = str(tmp_path / "classifier.keras")
+    create_classifier("v2", 3, alpha=0.35, image_size=32).save(path)
+    return Predictor(path)
