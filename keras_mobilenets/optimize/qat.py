@@ -344,10 +344,10 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
 
 
 def fine_tune_qat_detector(model, data, epochs=1, learning_rate=1e-4, calibration_batches=8, steps=None,
-                           class_loss="focal", verbose=1):
+                           class_loss="focal", per_channel=True, verbose=1):
     """QAT of a trained Keras 3 SSDLite detector on `data` (a `from_detection_folder` DetectionData):
     wrap (`quantize_model`), calibrate the ranges on the training images, then train the weights through
-    the fake-quants for `epochs` (or `steps` batches) with the detector's own SSD losses.
+    the fake-quants for `epochs` (or `steps` batches) with the detector's own SSD losses (`epochs=0`: calibration only).
 
     The steps run the QAT graph in inference mode (BatchNorm statistics and the calibrated activation
     ranges stay; gradients pass the fake-quants straight through), the frozen-BatchNorm QAT
@@ -359,8 +359,10 @@ def fine_tune_qat_detector(model, data, epochs=1, learning_rate=1e-4, calibratio
 
     from keras_mobilenets.train.detection_training import DetectionTask
 
-    qat = quantize_model(model)
+    qat = quantize_model(model, per_channel=per_channel)
     calibrate(qat, data.train, calibration_batches)
+    if not epochs:
+        return qat  # calibration only
     task = DetectionTask(qat.detector_config, class_loss)
     losses = task.loss(None, 0.0)
     optimizer = get_flavor("tf_keras").keras.optimizers.Adam(learning_rate)
