@@ -74,7 +74,8 @@ def main():
     print("| model | ms / image | vs Keras | MB | test mAP@.5 | test mAP | boxes matched (IoU>=.5) | max score diff |")
     print("|---|---|---|---|---|---|---|---|")
     for name, row in rows.items():
-        print(f"| {name} | {latency[name]:.2f} | {latency[name] / base:.2f}x | {row.get('MB', 0):.2f} | "
+        size_mb = f"{row['MB']:.2f}" if "MB" in row else "-"
+        print(f"| {name} | {latency[name]:.2f} | {latency[name] / base:.2f}x | {size_mb} | "
               f"{row['mAP@.5']:.3f} | {row['mAP']:.3f} | {row.get('matched', 1.0):.3f} | "
               f"{row.get('max score diff', 0.0):.4f} |")
     for name, row in rows.items():
