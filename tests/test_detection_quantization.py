@@ -50,8 +50,8 @@ def _int8_to_postprocess(content):
 def test_qat_detector_trains_a_few_steps_and_converts_int8_to_the_postprocess_op(boxes, tmp_path):
     """tfmot on the tf_keras flavor of an SSDLite (a small user table: five depthwise-separable rows and one
     extra layer, three maps, so the wrap stays short): every layer of backbone, extra layers and head
-    wrapped, calibrated, two steps on shapes, converted to qat-int8 ending in the post-processing op; the file's boxes match the
-    QAT Keras model's."""
+    wrapped, calibrated, two steps on shapes, converted to qat-int8 ending in the post-processing op; the
+    file's boxes match the QAT Keras model's."""
     from dataclasses import replace
 
     import keras
