@@ -92,6 +92,28 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir, ca
     assert evaluation["map_50"] == pytest.approx(metrics["test"]["map_50"], abs=1e-6)
     assert evaluation["map"] == pytest.approx(metrics["test"]["map"], abs=1e-6)
 
+    # int8 PTQ (calibrated on the run's training images), int8 to the post-processing op, boxes matching the
+    # Keras model's (the parity report); then its COCO mAP on the same test split with LiteRT
+    int8 = os.path.join(run, "model_int8.tflite")
+    assert main(["convert", os.path.join(run, "best.keras"), "--mode", "int8", "--out", int8,
+                 "--min-agreement", "0.9"]) == 0
+    printed = capsys.readouterr().out
+    assert "int8:" in printed and "computing in float: TFLite_Detection_PostProcess (" in printed
+    from keras_mobilenets.deploy.tflite import plain_interpreter
+
+    interpreter = plain_interpreter(int8)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    convs = [op for op in ops if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert len(convs) > 40 and all(tensors[i]["dtype"] == np.int8 for op in convs for i in op["inputs"][:2])
+    assert ops[-1]["op_name"] == "TFLite_Detection_PostProcess"
+    assert [op["op_name"] for op in ops if tensors[op["outputs"][0]]["dtype"] == np.float32] == [
+        "DEQUANTIZE", "DEQUANTIZE", "TFLite_Detection_PostProcess"]
+    assert main(["evaluate", int8]) == 0 and "test: mAP@.5" in capsys.readouterr().out
+    with open(os.path.join(run, "evaluation_test_tflite.json")) as handle:
+        lite = json.load(handle)
+    assert lite["num_images"] == 8 and abs(lite["map_50"] - evaluation["map_50"]) < 0.2
+
     # predict: boxes printed, a picture drawn
     with open(os.path.join(run, "split.json")) as handle:
         image = json.load(handle)["test"][0]

@@ -295,8 +295,11 @@ def _convert(args):
         raise ValueError(f"--per-tensor is not allowed with --mode {args.mode}: it is for --mode int8 "
                          "and qat-int8")
     model = keras.saving.load_model(args.model)
+    from keras_mobilenets.app import detection_runs, segmentation_runs
+
+    if detection_runs.is_model(model):
+        return _convert_detector(args, model)
     representative, sample = _convert_data(args, model)
-    from keras_mobilenets.app import segmentation_runs
 
     segmentation = segmentation_runs.is_model(model)
     if segmentation and args.mode == "qat-int8" and args.qat_epochs:
@@ -335,6 +338,34 @@ def _convert(args):
     return 0
 
 
+def _convert_detector(args, model):
+    """`convert` for an SSDLite .keras file: the same modes' int8 files end in TFLite_Detection_PostProcess;
+    --min-agreement is the fraction of TFLite boxes matching a Keras box of the same class (IoU >= 0.5)."""
+    from keras_mobilenets import optimize
+    from keras_mobilenets.app import detection_runs
+    from keras_mobilenets.deploy.detection_tflite import DETECTOR_MODES, export_detector_tflite
+
+    if args.mode not in DETECTOR_MODES:
+        raise ValueError(f"--mode {args.mode} is not allowed for a detector: allowed are {DETECTOR_MODES}")
+    if args.output_type != "float32":
+        raise ValueError(f"--output-type {args.output_type} is not allowed for a detector: its post-processing "
+                         "op returns float32 boxes and scores")
+    data = detection_runs.model_data(args.model, args.data, tuple(int(d) for d in model.inputs[0].shape[1:3]))
+    sample = data.test if data.test is not None else data.validation
+    reference = None
+    if args.mode == "qat-int8":
+        reference = model = optimize.fine_tune_qat_detector(model, data, epochs=args.qat_epochs,
+                                                            learning_rate=args.qat_lr,
+                                                            per_channel=not args.per_tensor)
+    report = export_detector_tflite(model, args.out, mode=args.mode, representative=data.train, sample=sample,
+                                    input_type=args.input_type, per_channel=not args.per_tensor,
+                                    min_match=args.min_agreement, overwrite=args.overwrite, reference=reference,
+                                    max_detections=detection_runs.MAX_DETECTIONS)
+    print(f"wrote {args.out}")
+    print(report)
+    return 0
+
+
 def _quantize(args):
     from keras_mobilenets.app.runs import quantize_run
 
@@ -342,6 +373,12 @@ def _quantize(args):
                            learning_rate=args.lr, input_type=args.input_type, output_type=args.output_type,
                            min_top1_agreement=args.min_agreement, overwrite=args.overwrite,
                            per_channel=not args.per_tensor)
+    if metrics.get("task") == "detection":
+        print(f"{metrics['split']} mAP@.5 on {metrics['images']} images: float Keras "
+              f"{metrics['float_keras_map_50']:.4f}, QAT int8 TFLite {metrics['int8_tflite_map_50']:.4f}")
+        print(f"wrote {metrics['tflite']['path']} ({metrics['tflite']['size_bytes'] / 1e6:.2f} MB); computing "
+              f"in float: {', '.join(metrics['tflite']['non_int8_ops']) or 'none'}")
+        return 0
     print(f"{metrics['split']} accuracy on {metrics['images']} images: float Keras "
           f"{metrics['float_keras_accuracy']:.4f}, QAT Keras {metrics['qat_keras_accuracy']:.4f}, "
           f"int8 TFLite {metrics['int8_tflite_accuracy']:.4f}")
@@ -454,7 +491,8 @@ def build_parser():
     train.set_defaults(run=_train)
 
     evaluate = command("evaluate", help="accuracy and confusion matrix (a detector: COCO mAP) of a trained model")
-    evaluate.add_argument("model", help="a .keras classifier or detector, e.g. runs/NAME/best.keras")
+    evaluate.add_argument("model", help="a .keras classifier or detector, e.g. runs/NAME/best.keras, or a "
+                          "detector's .tflite file (COCO mAP with LiteRT)")
     evaluate.add_argument("--data", help='an image folder or "digits"; a detector: a COCO or VOC folder or '
                           '"shapes" (default: the run\'s stored split)')
     evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"),
@@ -466,7 +504,8 @@ def build_parser():
     convert = command("convert", help="TFLite file with a LiteRT parity report",
                       description="TFLite file with a LiteRT parity report. Modes:\n" + "\n".join(
                           f"  {mode:<9} {text}" for mode, text in CONVERT_MODES.items()))
-    convert.add_argument("model", help="a .keras classifier (e.g. runs/NAME/best.keras)")
+    convert.add_argument("model", help="a .keras classifier or SSDLite detector (e.g. runs/NAME/best.keras); a "
+                         "detector's file ends in TFLite_Detection_PostProcess (modes float32, int8, qat-int8)")
     convert.add_argument("--mode", default="float32", choices=MODES,
                          help="what the file stores (see the modes above)")
     convert.add_argument("--out", required=True, help="the .tflite file to write")
@@ -486,7 +525,7 @@ def build_parser():
     convert.set_defaults(run=_convert)
 
     quantize = command("quantize", help="QAT fine-tuning of a trained model, then int8 TFLite")
-    quantize.add_argument("model", help="a .keras classifier (e.g. runs/NAME/best.keras)")
+    quantize.add_argument("model", help="a .keras classifier or SSDLite detector (e.g. runs/NAME/best.keras)")
     quantize.add_argument("--out", required=True, help="the QAT run folder (re-run to resume)")
     quantize.add_argument("--data", help='image folder or "digits" (default: the model\'s run folder)')
     quantize.add_argument("--epochs", type=int, default=2, help="QAT epochs")

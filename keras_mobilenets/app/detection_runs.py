@@ -22,6 +22,7 @@ AUTO_STEPS = 550  # optimizer steps an "auto" epoch count aims at from scratch (
 AUTO_CROP = (0.3, 1.0)  # SSD crop areas from scratch: the paper's 0.1 slowed a short run down (BENCHMARKS.md)
 SHOW_SCORE = 0.3  # detections drawn in the pictures and printed by `predict` score at least this
 PICTURE_IMAGES = 8
+MAX_DETECTIONS = 100  # boxes per image in TFLite files made for evaluation, as the Keras evaluation keeps
 
 
 def data_dir(data):
@@ -163,15 +164,52 @@ def is_model(model):
     return any(layer.name == "box_encodings" for layer in model.layers)
 
 
+def model_data(model_path, data, size):
+    """The boxed data a saved detector is converted / quantized / evaluated with: its run folder's own
+    splits (config.json next to it), or `data` (a COCO / VOC folder or "shapes", split 70/10/20)."""
+    from keras_mobilenets.app.runs import _read_config
+    from keras_mobilenets.data.detection import from_detection_folder
+
+    if data is None:
+        config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+        if not os.path.exists(config_path):
+            raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass "
+                             "--data with a COCO or VOC folder (or shapes)")
+        config = _read_config(config_path)
+        return load_data(replace(config, image_size=size[0]), data_dir(config.data))
+    return from_detection_folder(data_dir(data), size, validation_split=0.1, test_split=0.2, augmentation=None)
+
+
+def tflite_size(path):
+    """The (height, width) a detector's TFLite file takes."""
+    from keras_mobilenets.deploy.tflite import plain_interpreter
+
+    return tuple(int(d) for d in plain_interpreter(path).get_input_details()[0]["shape"][1:3])
+
+
+def evaluate_tflite(path, dataset, records, class_names, pr_curve=False):
+    """`evaluate_detector` for a detector's TFLite file (LiteRT, its own post-processing op): (COCO
+    metrics, detections, uint8 images)."""
+    from keras_mobilenets.data.detection_metrics import coco_evaluate, split_detections
+    from keras_mobilenets.deploy.detection_tflite import run_detector_tflite
+
+    detections, images = [], []
+    for batch, _ in dataset:
+        detections += split_detections(run_detector_tflite(path, np.asarray(batch)))
+        images.append(np.clip(np.asarray(batch), 0, 255).astype(np.uint8))
+    return coco_evaluate(records, detections, class_names, pr_curve=pr_curve), detections, np.concatenate(images)
+
+
 def evaluate_model(model, model_path, data=None, split="test", batch_size=32, out_dir=None):
-    """COCO metrics of a saved detector on a COCO / VOC folder (or "shapes"), or on its run's stored split;
-    written to evaluation[_<split>].json with the pictures next to it (or in `out_dir`)."""
+    """COCO metrics of a saved detector (a .keras model, or `model=None` and a .tflite `model_path`) on a
+    COCO / VOC folder (or "shapes"), or on its run's stored split; written to evaluation[_<split>].json with
+    the pictures next to it (or in `out_dir`)."""
     from keras_mobilenets.app.runs import _read_config
     from keras_mobilenets.data.detection import detection_pipeline, record_dataset
     from keras_mobilenets.train.detection_training import evaluate_detector
 
     run_dir = os.path.dirname(os.path.abspath(model_path))
-    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+    size = tflite_size(model_path) if model is None else tuple(int(d) for d in model.inputs[0].shape[1:3])
     if data is None:
         split_path, config_path = (os.path.join(run_dir, n) for n in ("split.json", "config.json"))
         if not (os.path.exists(split_path) and os.path.exists(config_path)):
@@ -190,12 +228,16 @@ def evaluate_model(model, model_path, data=None, split="test", batch_size=32, ou
         records = list(boxes.records)
         name = "evaluation"
     class_names = tuple(boxes.class_names)
-    classes = model.get_layer("class_logits").output.shape[-1] - 1
+    classes = len(class_names) if model is None else model.get_layer("class_logits").output.shape[-1] - 1
     if classes != len(class_names):
         raise ValueError(f"the model detects {classes} classes but the data has {len(class_names)} "
                          f"{class_names[:10]}")
     dataset = detection_pipeline(record_dataset(records), size, batch_size, training=False)
-    metrics, detections, images = evaluate_detector(model, dataset, records, class_names, pr_curve=True)
+    if model is None:
+        metrics, detections, images = evaluate_tflite(model_path, dataset, records, class_names, pr_curve=True)
+        name += "_tflite"
+    else:
+        metrics, detections, images = evaluate_detector(model, dataset, records, class_names, pr_curve=True)
     out_dir = out_dir or run_dir
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, f"{name}.json"), _compact(metrics))
@@ -206,3 +248,32 @@ def evaluate_model(model, model_path, data=None, split="test", batch_size=32, ou
                     truths=[{"boxes": r.boxes, "classes": r.classes} for r in records[:PICTURE_IMAGES]])
     plot_precision_recall(metrics, os.path.join(out_dir, f"{name}_precision_recall.png"))
     return _compact(metrics)
+
+
+def quantize_detector(model, data, out_dir, epochs, learning_rate, input_type, min_match, per_channel, verbose=1):
+    """`runs.quantize_run` for a detector: `fine_tune_qat_detector` on the training split, model_int8.tflite
+    (qat-int8, ending in TFLite_Detection_PostProcess, parity report against the QAT model), and the COCO
+    mAP of the float Keras model and of the int8 file on the held-out split in metrics.json."""
+    from dataclasses import asdict
+
+    from keras_mobilenets import optimize
+    from keras_mobilenets.deploy.detection_tflite import export_detector_tflite
+    from keras_mobilenets.train.detection_training import evaluate_detector
+
+    split = "test" if data.test is not None else "validation"
+    images = np.concatenate([np.asarray(x) for x, _ in getattr(data, split)])
+    qat = optimize.fine_tune_qat_detector(model, data, epochs=epochs, learning_rate=learning_rate,
+                                          per_channel=per_channel, verbose=verbose)
+    path = os.path.join(out_dir, "model_int8.tflite")
+    report = export_detector_tflite(qat, path, mode="qat-int8", sample=images, input_type=input_type,
+                                    per_channel=per_channel, min_match=min_match, overwrite=True,
+                                    max_detections=MAX_DETECTIONS)
+    records, dataset = data.records[split], getattr(data, split)
+    float_metrics = evaluate_detector(model, dataset, records, data.class_names)[0]
+    int8_metrics = evaluate_tflite(path, dataset, records, data.class_names)[0]
+    metrics = {"task": "detection", "split": split, "images": len(records), "qat_epochs": epochs,
+               "float_keras_map_50": float_metrics["map_50"], "float_keras_map": float_metrics["map"],
+               "int8_tflite_map_50": int8_metrics["map_50"], "int8_tflite_map": int8_metrics["map"],
+               "tflite": asdict(report)}
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics

@@ -582,6 +582,8 @@ def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_d
     (`segmentation_runs.evaluate_model`)."""
     import keras
 
+    if os.fspath(model_path).endswith(".tflite"):  # a detector's file (TFLite_Detection_PostProcess)
+        return detection_runs.evaluate_model(None, model_path, data_dir, split, batch_size, out_dir)
     model = keras.saving.load_model(model_path)
     for module in TASK_RUNS.values():
         if module.is_model(model):
@@ -612,7 +614,9 @@ def evaluate_model(model_path, data_dir=None, split="test", batch_size=32, out_d
 
 def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-4, input_type="float32",
                  output_type="float32", min_top1_agreement=0.98, overwrite=False, verbose=1, per_channel=True):
-    """QAT fine-tuning of a trained classifier, ending in its int8 TFLite file (what `quantize` runs).
+    """QAT fine-tuning of a trained classifier, ending in its int8 TFLite file (what `quantize` runs); a
+    detector: `detection_runs.quantize_detector` (mAP instead of accuracy; `min_top1_agreement` is the
+    fraction of TFLite boxes that must match a QAT Keras box).
 
     Data: the model's run folder (same splits and augmentation as its training), or `data_dir` (a folder
     or "digits", split 70/10/20). `out_dir` keeps quantize.json (re-running the same call resumes the
@@ -636,12 +640,20 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
         raise FileNotFoundError(f"model={model_path!r} does not exist or is not a file: pass a .keras "
                                 "classifier, e.g. runs/NAME/best.keras")
     model = keras.saving.load_model(model_path)
-    data = model_data(model_path, data_dir, tuple(int(d) for d in model.inputs[0].shape[1:3]))
+    size = tuple(int(d) for d in model.inputs[0].shape[1:3])
+    detector = detection_runs.is_model(model)
+    if detector and output_type != "float32":
+        raise ValueError(f"output_type={output_type!r} is not allowed for a detector: its post-processing op "
+                         "returns float32 boxes and scores")
+    data = detection_runs.model_data(model_path, data_dir, size) if detector else model_data(model_path, data_dir, size)
     with run_lock(out_dir):
         if not same:  # every input is checked by now
             _clear_run(out_dir)
         _write_marker(out_dir, "quantize")
         write_json(marker, settings)
+        if detector:  # a few QAT epochs: no checkpoints, a re-run starts them again
+            return detection_runs.quantize_detector(model, data, out_dir, epochs, learning_rate, input_type,
+                                                    min_top1_agreement, per_channel, verbose)
         return _quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type,
                          min_top1_agreement, verbose, per_channel)
 

@@ -8,15 +8,21 @@ The file's signature returns `detection_boxes` [1, K, 4] (ymin, xmin, ymax, xmax
 (0-based, float), `detection_scores` and `num_detections`.
 """
 
-import tempfile
+import os
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_mobilenets.deploy.tflite import (INT8_MODES, ParityError, _images, non_int8_ops, per_tensor,
+                                            plain_interpreter, quantize_input)
 from keras_mobilenets.extras import require
+from keras_mobilenets.fileio import write_atomic
 from keras_mobilenets.nets.detection.anchors import ssd_anchors
 from keras_mobilenets.nets.detection.box_coder import anchors_center_size
 from keras_mobilenets.nets.detection.config import detector_config
 
+DETECTOR_MODES = ("float32", "int8", "qat-int8")  # float16 / dynamic: not offered for detectors
 OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 
 
@@ -36,15 +42,25 @@ def postprocess_signature(config, max_detections=10, score_threshold=1e-8, iou_t
     return " ".join(text)
 
 
-def convert_detector(model, max_detections=10, score_threshold=1e-8, iou_threshold=0.6,
-                     use_regular_nms=False, config=None):
-    """Float32 TFLite bytes of a Keras 3 detector built by `SSDLite`, ending in TFLite_Detection_PostProcess."""
-    import keras
+def convert_detector(model, mode="float32", representative=None, input_type="float32", per_channel=True,
+                     max_detections=10, score_threshold=1e-8, iou_threshold=0.6, use_regular_nms=False,
+                     config=None):
+    """TFLite bytes of a detector built by `SSDLite`, ending in TFLite_Detection_PostProcess.
+
+    `mode`, `representative`, `input_type` and `per_channel` mean what they mean for a classifier
+    (`deploy.tflite.convert`): "float32", "int8" (PTQ calibrated on `representative` [0, 255] images) or
+    "qat-int8" (a `quantize_model` detector). In the int8 files every conv, the logistic / softmax and the
+    concatenations run in int8; the box encodings and scores are dequantized into the post-processing op,
+    whose outputs (boxes, classes, scores, count) are float32 in every mode.
+    """
     import tensorflow as tf
 
+    from keras_mobilenets.deploy.tflite import convert
+
+    if mode not in DETECTOR_MODES:
+        raise ValueError(f"mode={mode!r} is not allowed for a detector: mode must be one of {DETECTOR_MODES}")
     config = config or detector_config(model)
-    anchors = tf.constant(anchors_center_size(ssd_anchors(config)).numpy())
-    height, width, channels = config.input_shape
+    anchors = anchors_center_size(ssd_anchors(config)).numpy()
 
     @tf.function(experimental_implements=postprocess_signature(
         config, max_detections, score_threshold, iou_threshold, use_regular_nms))
@@ -52,28 +68,123 @@ def convert_detector(model, max_detections=10, score_threshold=1e-8, iou_thresho
         zero = tf.constant(0.0, tf.float32)
         return zero, zero, zero, zero
 
-    def serve(images):
-        box_encodings, logits = model(images, training=False)
-        scores = tf.sigmoid(logits) if config.score_converter == "sigmoid" else tf.nn.softmax(logits)
-        boxes, classes, scores, count = postprocess(box_encodings, scores, anchors)
-        return dict(zip(OUTPUTS, (boxes, classes, scores, count)))
+    def endpoint(network):
+        def serve(images):
+            box_encodings, logits = network(images, training=False)
+            scores = tf.sigmoid(logits) if config.score_converter == "sigmoid" else tf.nn.softmax(logits)
+            return dict(zip(OUTPUTS, postprocess(box_encodings, scores, tf.constant(anchors))))
 
-    with tempfile.TemporaryDirectory() as folder:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serving_default", serve, input_signature=[
-            tf.TensorSpec([1, height, width, channels], tf.float32, name="images")])
-        archive.write_out(folder, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["serving_default"])
-        converter.allow_custom_ops = True
-        return converter.convert()
+        return serve
+
+    return convert(model, mode, representative, input_type, "float32", per_channel=per_channel,
+                   endpoint=endpoint, custom_ops=True)
 
 
 def run_detector_tflite(content, images, num_threads=2):
-    """Detections of a `convert_detector` file on [0, 255] images (one at a time), run with LiteRT."""
+    """Detections of a `convert_detector` file on [0, 255] images (one at a time), run with LiteRT; an
+    int8 / uint8 input is quantized with the file's own scale."""
     Interpreter = require("ai_edge_litert.interpreter", "deploy").Interpreter
     kwargs = {"model_content": content} if isinstance(content, bytes) else {"model_path": content}
     interpreter = Interpreter(num_threads=num_threads, **kwargs)
     runner = interpreter.get_signature_runner("serving_default")
-    results = [runner(images=np.asarray(image, np.float32)[None]) for image in images]
+    detail = runner.get_input_details()["images"]
+    results = [runner(images=quantize_input(np.asarray(image, np.float32)[None], detail)) for image in images]
     return {name: np.concatenate([r[name] for r in results]) for name in OUTPUTS}
+
+
+@dataclass
+class DetectionParityReport:
+    """A detector's TFLite file against its Keras model: each of the file's best `top` detections per image
+    (scoring >= `min_score`) is matched to the Keras detection of the same class that overlaps it most."""
+
+    path: str
+    mode: str
+    size_bytes: int
+    samples: int
+    compared: int  # TFLite detections compared
+    matched: float  # fraction of them with a Keras detection of the same class at IoU >= min_iou
+    mean_iou: float  # over the matched ones
+    max_score_diff: float  # |TFLite - Keras| score over the matched ones
+    min_iou: float
+    non_int8_ops: list = field(default_factory=list)
+    conversion_seconds: float = 0.0
+
+    def __str__(self):
+        ops = ", ".join(self.non_int8_ops) if self.non_int8_ops else "none"
+        return (f"{self.mode}: {self.size_bytes / 1e6:.2f} MB; {self.matched:.3f} of {self.compared} TFLite "
+                f"detections on {self.samples} images matched a Keras box of the same class at IoU >= "
+                f"{self.min_iou} (mean IoU {self.mean_iou:.3f}, max |score diff| {self.max_score_diff:.4f}); "
+                f"ops computing in float: {ops}; converted in {self.conversion_seconds:.1f} s")
+
+
+def detection_parity(content, reference, images, config, top=5, min_score=0.05, min_iou=0.5, num_threads=2):
+    """(compared, matched fraction, mean IoU, max score diff) of a detector file vs `reference` (a Keras
+    model of either flavor) on [0, 255] `images`; Keras boxes through `decode_detections` (per-class NMS,
+    no clipping, 100 boxes), so every box the file keeps has its Keras counterpart."""
+    from keras_mobilenets.nets.detection.postprocess import decode_detections
+    from keras_mobilenets.nets.detection.targets import iou
+
+    images = np.asarray(images, np.float32)
+    lite = run_detector_tflite(content, images, num_threads)
+    box_encodings, logits = reference(images, training=False)
+    ours = decode_detections(box_encodings, logits, ssd_anchors(config), max_detections=100,
+                             score_converter=config.score_converter, box_scales=config.box_scales,
+                             clip_boxes=False)
+    ours = {k: np.asarray(v) for k, v in ours.items()}
+    overlaps, diffs, compared = [], [], 0
+    for b in range(len(images)):
+        keep = lite["detection_scores"][b][:top] >= min_score
+        boxes = lite["detection_boxes"][b][:top][keep]
+        count = int(ours["num_detections"][b])
+        if not len(boxes):
+            continue
+        compared += len(boxes)
+        overlap = np.asarray(iou(boxes, ours["detection_boxes"][b][:count])) if count else np.zeros((len(boxes), 0))
+        same = lite["detection_classes"][b][:top][keep][:, None] == ours["detection_classes"][b][:count][None]
+        overlap = np.where(same, overlap, 0.0)
+        for i in range(len(boxes)):
+            j = int(np.argmax(overlap[i])) if count else 0
+            if count and overlap[i, j] >= min_iou:
+                overlaps.append(overlap[i, j])
+                diffs.append(abs(lite["detection_scores"][b][:top][keep][i] - ours["detection_scores"][b][j]))
+    matched = len(overlaps) / compared if compared else 1.0
+    return compared, matched, float(np.mean(overlaps)) if overlaps else 0.0, float(max(diffs, default=0.0))
+
+
+def export_detector_tflite(model, path, mode="float32", representative=None, sample=None, input_type="float32",
+                           per_channel=True, min_match=0.9, overwrite=False, reference=None, config=None,
+                           max_detections=10, num_threads=2):
+    """Convert a detector (`convert_detector`), compare it with `reference` (default: `model`) on `sample`
+    (default: the representative images; 32 at most), write `path`; a DetectionParityReport.
+
+    The call raises `ParityError` and writes nothing when fewer than `min_match` of the compared TFLite
+    detections have a Keras box of the same class at IoU >= 0.5.
+    """
+    path = os.fspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it")
+    if not 0 <= min_match <= 1:
+        raise ValueError(f"min_match={min_match!r} is not allowed: must be in [0, 1]")
+    images = _images(sample if sample is not None else representative, 32)
+    if images is None:
+        raise ValueError("export_detector_tflite needs sample (or representative) images for the parity report")
+    config = config or detector_config(model)
+    started = time.perf_counter()
+    content = convert_detector(model, mode, representative, input_type, per_channel, max_detections,
+                               config=config)
+    seconds = time.perf_counter() - started
+    compared, matched, mean_iou, score_diff = detection_parity(content, reference or model, images, config,
+                                                               num_threads=num_threads)
+    quantized = mode in INT8_MODES
+    report = DetectionParityReport(
+        path=path, mode=f"{mode} per-tensor" if quantized and per_tensor(plain_interpreter(content)) else mode,
+        size_bytes=len(content), samples=len(images), compared=compared, matched=matched, mean_iou=mean_iou,
+        max_score_diff=score_diff, min_iou=0.5,
+        non_int8_ops=non_int8_ops(plain_interpreter(content)) if quantized else [],
+        conversion_seconds=round(seconds, 2))
+    if report.matched < min_match:
+        raise ParityError(f"TFLite {mode}: {report.matched:.3f} of the detections match the Keras model's, "
+                          f"below min_match={min_match}; nothing written. {report}", report)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, content)
+    return report

@@ -68,8 +68,16 @@ def _images(source, limit):
     return np.concatenate(batches)[:limit]
 
 
-def _saved_model(model, folder):
-    """Write a SavedModel whose serving_default takes one [0, 255] image (batch 1).
+def _classifier_endpoint(model):
+    """A classifier's serving function: probabilities."""
+    def serve(images):
+        return {"probabilities": model(images, training=False)}
+
+    return serve
+
+
+def _saved_model(model, folder, endpoint=_classifier_endpoint):
+    """Write a SavedModel whose serving_default, `endpoint(model)`, takes one [0, 255] image (batch 1).
 
     Keras 3 goes through keras.export.ExportArchive (plain tf.saved_model.save would leave its weights
     as variables in the TFLite file), tf_keras (QAT) models through tf.saved_model.save.
@@ -80,9 +88,7 @@ def _saved_model(model, folder):
 
     height, width, channels = (int(d) for d in model.inputs[0].shape[1:])
     spec = tf.TensorSpec([1, height, width, channels], tf.float32, name="images")
-
-    def serve(images):
-        return {"probabilities": model(images, training=False)}
+    serve = endpoint(model)
 
     if flavor_of(model).name == "keras":
         import keras
@@ -102,8 +108,12 @@ def _saved_model(model, folder):
 
 
 def convert(model, mode="float32", representative=None, input_type="float32", output_type="float32",
-            representative_count=100, per_channel=True):
-    """TFLite flatbuffer bytes of `model` in `mode` (see the module docstring)."""
+            representative_count=100, per_channel=True, endpoint=_classifier_endpoint, custom_ops=False):
+    """TFLite flatbuffer bytes of `model` in `mode` (see the module docstring).
+
+    `endpoint(model)` gives the serving function converted (default: the classifier's probabilities);
+    `custom_ops` lets the converter keep ops it has no builtin for (a detector's post-processing op).
+    """
     import tensorflow as tf
 
     from keras_mobilenets import optimize
@@ -135,8 +145,9 @@ def convert(model, mode="float32", representative=None, input_type="float32", ou
     if mode == "int8":
         model = optimize.int8_form(model)  # a copy: the caller's model stays as it is
     with tempfile.TemporaryDirectory() as folder:
-        converter = tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, folder),
+        converter = tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, folder, endpoint),
                                                              signature_keys=["serving_default"])
+        converter.allow_custom_ops = custom_ops
         if mode != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if mode == "float16":
@@ -165,17 +176,7 @@ def per_tensor(interpreter):
 
 def run_tflite(content, images, num_threads=2):
     """Float outputs of a TFLite model (bytes or path) on [0, 255] images, one at a time, with LiteRT."""
-    interpreter = require("ai_edge_litert.interpreter", "deploy")
-    Interpreter = interpreter.Interpreter
-
-    OpResolverType = interpreter.OpResolverType
-
-    kwargs = {"model_content": content} if isinstance(content, bytes) else {"model_path": content}
-    # without the default XNNPACK delegate, so the op list (non_int8_ops) shows the model's own ops
-    interpreter = Interpreter(num_threads=num_threads,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-                              **kwargs)
-    interpreter.allocate_tensors()
+    interpreter = plain_interpreter(content, num_threads)
     source = interpreter.get_input_details()[0]
     target = interpreter.get_output_details()[0]
     outputs = []
@@ -184,6 +185,18 @@ def run_tflite(content, images, num_threads=2):
         interpreter.invoke()
         outputs.append(dequantize_output(interpreter.get_tensor(target["index"]), target)[0])
     return np.stack(outputs), interpreter
+
+
+def plain_interpreter(content, num_threads=2):
+    """A LiteRT interpreter of a TFLite file (bytes or path), tensors allocated, without the default
+    XNNPACK delegate, so the op list (`non_int8_ops`) shows the file's own ops."""
+    litert = require("ai_edge_litert.interpreter", "deploy")
+    kwargs = {"model_content": content} if isinstance(content, bytes) else {"model_path": content}
+    interpreter = litert.Interpreter(
+        num_threads=num_threads,
+        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **kwargs)
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def quantize_input(array, detail):

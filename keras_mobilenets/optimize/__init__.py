@@ -7,6 +7,7 @@ from keras_mobilenets.optimize.qat import (
     calibrate,
     cross_entropy,
     fine_tune_qat,
+    fine_tune_qat_detector,
     quantize_model,
     quantize_scope,
     set_weight_ranges,

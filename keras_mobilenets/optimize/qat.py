@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from keras_mobilenets.nets.builder import block_info, set_block_info
+from keras_mobilenets.nets.detection.config import detector_config
 from keras_mobilenets.nets.flavors import get_flavor
 from keras_mobilenets.optimize.int8_form import int8_layer
 from keras_mobilenets.optimize.tf_keras_copy import to_tf_keras
@@ -213,6 +214,8 @@ def quantize_model(model, per_channel=True):
     with quantize_scope():
         qat = tfmot.quantization.keras.quantize_apply(marked, scheme=_scheme(per_channel))
     set_block_info(qat, block_info(model, required=False))
+    if any(layer.name == "box_encodings" for layer in model.layers):  # an SSDLite detector
+        qat.detector_config = detector_config(model)  # tfmot's "quant_" names hide the graph's own
     return qat
 
 
@@ -338,6 +341,55 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
         accuracy = training.evaluate(qat, data.validation, data.class_names)["accuracy"]
         result = dataclasses.replace(result, best_weights=snapshot, best=accuracy)
     return result
+
+
+def fine_tune_qat_detector(model, data, epochs=1, learning_rate=1e-4, calibration_batches=8, steps=None,
+                           class_loss="focal", per_channel=True, verbose=1):
+    """QAT of a trained Keras 3 SSDLite detector on `data` (a `from_detection_folder` DetectionData):
+    wrap (`quantize_model`), calibrate the ranges on the training images, then train the weights through
+    the fake-quants for `epochs` (or `steps` batches) with the detector's own SSD losses (`epochs=0`: calibration only).
+
+    The steps run the QAT graph in inference mode (BatchNorm statistics and the calibrated activation
+    ranges stay; gradients pass the fake-quants straight through), the frozen-BatchNorm QAT
+    `fine_tune_qat` does for classifiers; a plain tape loop, because the Keras 3 fit callbacks and
+    losses of `recipe.fit` do not drive a tf_keras model. Returns the QAT model (tf_keras), weight ranges
+    set to the final weights.
+    """
+    import tensorflow as tf
+
+    from keras_mobilenets.train.detection_training import DetectionTask
+
+    qat = quantize_model(model, per_channel=per_channel)
+    calibrate(qat, data.train, calibration_batches)
+    if not epochs:
+        return qat  # calibration only
+    task = DetectionTask(qat.detector_config, class_loss)
+    losses = task.loss(None, 0.0)
+    optimizer = get_flavor("tf_keras").keras.optimizers.Adam(learning_rate)
+
+    @tf.function
+    def step(images, targets):
+        with tf.GradientTape() as tape:
+            box_encodings, logits = qat(images, training=False)
+            loss = (losses["box_encodings"](targets["box_encodings"], box_encodings)
+                    + losses["class_logits"](targets["class_logits"], logits))
+        optimizer.apply_gradients(zip(tape.gradient(loss, qat.trainable_variables), qat.trainable_variables))
+        return loss
+
+    dataset = task.prepare(data.train, data, False)
+    taken = 0
+    for epoch in range(epochs):
+        for images, targets in dataset:
+            loss = step(images, targets)
+            taken += 1
+            if steps is not None and taken >= steps:
+                break
+        if verbose:
+            print(f"QAT epoch {epoch + 1}/{epochs}: last batch loss {float(loss):.4f} ({taken} steps)")
+        if steps is not None and taken >= steps:
+            break
+    set_weight_ranges(qat)
+    return qat
 
 
 def cross_entropy(model, dataset):

@@ -1,0 +1,84 @@
+"""QAT int8 TFLite detectors (issue 15, deployment): tfmot on the tf_keras flavor, int8 from the input through
+backbone and head to TFLite_Detection_PostProcess, compared with the QAT Keras model by LiteRT. (PTQ int8 of a
+trained detector: `convert --mode int8` in test_detection_train.py.)"""
+
+import numpy as np
+import pytest
+
+import keras_mobilenets as km
+from keras_mobilenets.data.datasets import shapes
+from keras_mobilenets.deploy.detection_tflite import export_detector_tflite
+from keras_mobilenets.deploy.tflite import plain_interpreter
+
+POSTPROCESS = "TFLite_Detection_PostProcess"
+
+
+@pytest.fixture(scope="module")
+def boxes(tmp_path_factory):
+    """24 scenes of the bundled shapes set at 96 px: (folder, images [0, 255])."""
+    from keras_mobilenets.data.detection import read_boxes
+    from PIL import Image
+
+    folder = shapes(str(tmp_path_factory.mktemp("detq") / "shapes"), count=24, image_size=96, seed=2)
+    images = [np.asarray(Image.open(r.path).convert("RGB"), np.float32) for r in read_boxes(folder).records]
+    return folder, np.stack(images)
+
+
+def _spread_predictors(model, seed=0):
+    """Predictor convs far from their near-zero init, so scores and boxes differ from anchor to anchor."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.name.startswith("predictor_") and layer.name.endswith("_conv"):
+            layer.set_weights([rng.normal(0, 0.05, w.shape).astype("float32") for w in layer.get_weights()])
+
+
+def _int8_to_postprocess(content):
+    """The ops of a file in order; asserts every conv computes in int8 and only the post-processing op
+    (after DEQUANTIZE) makes floats."""
+    interpreter = plain_interpreter(content)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    convs = [op for op in ops if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert convs and all(tensors[i]["dtype"] == np.int8 for op in convs for i in op["inputs"][:2])
+    floats = [op["op_name"] for op in ops if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+              and any(tensors[i]["dtype"] == np.float32 for i in op["outputs"] if i in tensors)]
+    assert floats == [POSTPROCESS]
+    assert ops[-1]["op_name"] == POSTPROCESS
+    return ops
+
+
+def test_qat_detector_trains_a_few_steps_and_converts_int8_to_the_postprocess_op(boxes, tmp_path):
+    """tfmot on the tf_keras flavor of an SSDLite (a small user table: five depthwise-separable rows and one
+    extra layer, three maps, so the wrap stays short): every layer of backbone, extra layers and head
+    wrapped, calibrated, two steps on shapes, converted to qat-int8 ending in the post-processing op; the
+    file's boxes match the QAT Keras model's."""
+    from dataclasses import replace
+
+    import keras
+
+    from keras_mobilenets import optimize
+    from keras_mobilenets.data.detection import BoxAugmentation, from_detection_folder
+    from keras_mobilenets.nets.detection import SSDLiteExtra
+    from keras_mobilenets.nets.spec import Architecture, ConvBN, ConvClassifier, DepthwiseSeparable
+
+    folder, images = boxes
+    tiny = Architecture(name="tiny", rows=(ConvBN(16, stride=2, name="stem"),) + tuple(
+        DepthwiseSeparable(c, 2) for c in (16, 24, 32, 48)), classifier=ConvClassifier(), width="int",
+        first_block_index=1)
+    head = replace(km.nets.detection.DETECTORS[("ssdlite", "paper")], extra=(SSDLiteExtra(64),))
+    keras.utils.set_random_seed(0)
+    model = km.SSDLite(tiny, alpha=1.0, num_classes=3, input_shape=(96, 96, 3), detector=head)
+    _spread_predictors(model)
+    data = from_detection_folder(folder, 96, batch_size=8, validation_split=0.2, test_split=0.0,
+                                 augmentation=BoxAugmentation(crop_area=(0.5, 1.0)))
+    before = [np.asarray(w).copy() for w in model.get_weights()]
+    qat = optimize.fine_tune_qat_detector(model, data, epochs=1, steps=2, calibration_batches=1, verbose=0)
+    wrapped = {type(layer).__name__ for layer in qat.layers}
+    assert wrapped == {"InputLayer", "QuantizeLayer", "QuantizeWrapperV2"}  # no layer left unwrapped
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # the float model is kept
+    changed = [w.name for w in qat.trainable_variables if "predictor_0_class_conv/kernel" in w.name]
+    assert changed, "the QAT model keeps the head's weights under their names"
+    path = tmp_path / "detector_qat.tflite"
+    report = export_detector_tflite(qat, path, mode="qat-int8", sample=images[:8])
+    _int8_to_postprocess(path.read_bytes())
+    assert report.compared >= 20 and report.matched >= 0.9 and report.max_score_diff < 0.02
