@@ -9,6 +9,7 @@ end of the run: COCO metrics of the validation and test splits in metrics.json, 
 
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 
