@@ -114,8 +114,14 @@ def test_reproduce_names_the_kernel_parameter_column_and_shows_all_parameters(mo
     row, = [r for r in papers.PUBLISHED if r.arch == "v3-large" and r.alpha == 1.0 and not r.minimalistic]
     monkeypatch.setattr(papers, "PUBLISHED", (row,))
     monkeypatch.setattr(papers, "PUBLISHED_PEAK_BYTES", ())
+    v4 = [r for r in papers.PUBLISHED_V4 if r.arch == "v4-conv-small"]
+    monkeypatch.setattr(papers, "PUBLISHED_V4", tuple(v4))
     assert main(["reproduce"]) == 0
-    header, line, _ = capsys.readouterr().out.splitlines()
+    header, line, _, _, v4_line, v4_summary, _ = capsys.readouterr().out.splitlines()
+    # MobileNetV4-Conv-S: Model Garden's count plus the Dense layer exactly, the paper's 0.2G and 3.8M
+    assert v4_line.split() == ["v4-conv-small", "224", "0.186", "0.000", "0.2", "3.77", "3.8", "3,799,112",
+                               "3,799,112"]
+    assert "1 of 1 rows round to the paper's" in v4_summary
     assert header.split()[:9] == ["model", "MMACs", "paper", "kernel", "M", "params", "paper", "all", "M"]
     report = km.profile(km.MobileNetV3Large(weights=None, input_shape=(224, 224, 3)))
     kernel, paper, total = line.split()[5:8]

@@ -168,3 +168,15 @@ def test_tf_keras_flavor_builds_the_same_hybrid_network():
     images = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     np.testing.assert_allclose(tf_keras(images, training=False).numpy(),
                                np.asarray(keras3(images, training=False)), atol=1e-5)
+
+
+def test_the_paper_rows_say_which_figures_round_to_the_paper():
+    """`reproduce`'s MobileNetV4 rule: MACs with the attention matmuls, trainable parameters, the paper's
+    printed precision ("31" is to 1M, "10.5" to 0.1M)."""
+    from keras_mobilenets.analysis.papers import PUBLISHED_V4
+
+    small, medium, hybrid, large, _ = PUBLISHED_V4
+    assert small.paper_agrees(186_005_568, 3_774_024)
+    assert not medium.paper_agrees(1_080e6, 9.72e6) and medium.paper_agrees(1_049e6, 9.249e6)
+    assert not hybrid.paper_agrees(1_272e6, 10.5e6)  # with its 42M attention MACs Hybrid-M rounds to 1.3G
+    assert large.paper_agrees(5.9e9, 31.49e6) and not large.paper_agrees(5.9e9, 31.51e6)

@@ -1,16 +1,17 @@
-"""MobileNetV4 downstream: safe-mode saving, PTQ and QAT int8 TFLite (attention included), CLI fine-tuning.
+"""MobileNetV4 downstream: safe-mode saving, PTQ and QAT int8 TFLite (attention included), the TFLite
+parity report and Predictor for Conv-S, CLI fine-tuning (the run itself: test_cli_ux.py), and, opt-in
+(`pytest -m slow`), SavedModel export and Predictor on all three formats for Conv-S and Hybrid-M.
 
-The attention test runs on a small table of every V4 block (the full Hybrid-M takes minutes to quantize
-here; benchmarks/bench_v4.py and the README give its figures)."""
+The QAT test runs on a small table of every V4 block (the full Hybrid-M takes minutes to quantize
+here; `benchmarks/bench_v4.py --qat` and BENCHMARKS.md give its figures)."""
 
 import numpy as np
 import pytest
+from conftest import resize
 
 import keras_mobilenets as km
 from keras_mobilenets.nets.spec import Architecture
 from keras_mobilenets.nets.spec_v4 import NormHeadClassifier, conv, fused_ib, mqa, uib
-
-from conftest import TINY
 
 # every MobileNetV4 block once: Conv, Fused IB, the four UIB types (LayerScale on), Mobile MQA with and
 # without key/value downsampling
@@ -33,17 +34,24 @@ MINI_HYBRID = Architecture(
 )
 
 
+def _randomized(model, seed=1):
+    """BatchNorm statistics and LayerScale away from their initial values (LayerScale at ~1 instead of
+    1e-5, so the attention branches count in the outputs)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.weights and (type(layer).__name__ == "BatchNormalization" or "layer_scale" in layer.name):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.weights])
+    return model
+
+
 def test_mini_hybrid_saves_in_safe_mode_and_quantizes_every_op_to_int8(tmp_path):
     import keras
 
     from keras_mobilenets.deploy import tflite
     from keras_mobilenets.optimize import qat
 
-    model = km.create_model(MINI_HYBRID, input_shape=(64, 64, 3), classes=5, include_preprocessing=True)
-    rng = np.random.default_rng(1)
-    for layer in model.layers:  # LayerScale at 1 instead of 1e-5, so the attention branches count
-        if layer.weights and (type(layer).__name__ == "BatchNormalization" or "layer_scale" in layer.name):
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.weights])
+    model = _randomized(km.create_model(MINI_HYBRID, input_shape=(64, 64, 3), classes=5,
+                                        include_preprocessing=True))
     assert not any(type(layer).__name__ in ("Lambda", "TFOpLambda") for layer in model.layers)
     images = np.random.default_rng(0).uniform(0, 255, (8, 64, 64, 3)).astype("float32")
     expected = np.asarray(model(images, training=False))
@@ -65,8 +73,8 @@ def test_mini_hybrid_saves_in_safe_mode_and_quantizes_every_op_to_int8(tmp_path)
 
 def test_cli_profiles_and_the_fine_tuning_recipe_builds_v4(capsys):
     """`--arch v4-...` is a CLI choice; the recipe's classifier (preprocessing inside, new head, block
-    boundaries for freezing) builds for Conv-S and Hybrid-M. (A full `keras-mobilenets train --arch
-    v4-conv-small` epoch ran once in 132 s here: too long for CI, see the README.)"""
+    boundaries for freezing) builds for Conv-S and Hybrid-M. (`keras-mobilenets train --arch v4-conv-small`
+    runs end to end in tests/test_cli_ux.py::test_train_prints_progress_and_no_noise.)"""
     from keras_mobilenets.app import cli
     from keras_mobilenets.app.runs import RunConfig, build_classifier
     from keras_mobilenets.train import recipe
@@ -83,11 +91,65 @@ def test_cli_profiles_and_the_fine_tuning_recipe_builds_v4(capsys):
         assert "stem_conv" in frozen and "block_4_pw_proj" in frozen
 
 
-def test_conv_small_post_training_int8_is_int8_throughout():
-    from keras_mobilenets.deploy import tflite
+def test_conv_small_tflite_parity_report_predictor_and_post_training_int8(tmp_path, photos):
+    """Conv-S (width 0.35, 96 px): the float32 TFLite file's parity report, Predictor on the .keras and the
+    TFLite file giving the model's probabilities on real photos, and PTQ int8 throughout."""
+    import keras
+    import tensorflow as tf
 
+    from keras_mobilenets.deploy import tflite
+    from keras_mobilenets.train.recipe import recalibrate_batchnorm
+
+    keras.utils.set_random_seed(0)
     model = km.MobileNetV4ConvSmall(alpha=0.35, input_shape=(96, 96, 3), classes=10, include_preprocessing=True)
-    images = np.random.default_rng(0).uniform(0, 255, (8, 96, 96, 3)).astype("float32")
-    outputs, interpreter = tflite.run_tflite(tflite.convert(model, "int8", representative=images), images)
+    images = resize(photos, 96)
+    # BatchNorm statistics of these photos: the initial ones let an untrained net give every image one class
+    recalibrate_batchnorm(model, tf.data.Dataset.from_tensors((images, np.zeros(len(images)))), batches=1)
+    expected = np.asarray(model(images, training=False))
+    assert len(set(expected.argmax(1))) > 1
+    report = tflite.export_tflite(model, tmp_path / "model.tflite", "float32", sample=images,
+                                  min_top1_agreement=1.0)
+    assert report.samples == len(images) and report.top1_agreement == 1.0 and report.max_abs_diff < 1e-4
+    model.save(tmp_path / "model.keras")
+    for path in (tmp_path / "model.keras", tmp_path / "model.tflite"):
+        probabilities = km.Predictor(path, batch_size=4).predict(images)
+        np.testing.assert_allclose(probabilities, expected, atol=1e-4, err_msg=str(path))
+        np.testing.assert_array_equal(probabilities.argmax(1), expected.argmax(1))
+
+    noise = np.random.default_rng(0).uniform(0, 255, (8, 96, 96, 3)).astype("float32")
+    outputs, interpreter = tflite.run_tflite(tflite.convert(model, "int8", representative=noise), noise)
     assert tflite.non_int8_ops(interpreter) == [] and outputs.shape == (8, 10)
     np.testing.assert_allclose(outputs.sum(axis=1), 1.0, atol=0.05)  # an int8 softmax, dequantized
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["v4-conv-small", "v4-hybrid-medium"])
+def test_saved_model_tflite_report_and_predictor_agree_on_every_format(arch, tmp_path, photos):
+    """The real tables (width 0.35, 64 px, LayerScale on): the SavedModel export (checked in a fresh process
+    by export_saved_model), the float32 TFLite file's parity report, and Predictor on the .keras file, the
+    SavedModel and the TFLite file give the in-memory model's probabilities on real photos.
+
+    Opt-in (`pytest -m slow`): 50 s of CPU for Conv-S and 84 s for Hybrid-M, over the CI budget; CI runs
+    the Conv-S parity report and Predictor above and the attention's TFLite parity on the mini table."""
+    import keras
+    import tensorflow as tf
+
+    from keras_mobilenets.deploy.tflite import export_tflite
+    from keras_mobilenets.train.recipe import recalibrate_batchnorm
+
+    keras.utils.set_random_seed(0)  # initial weights under which the photos get two or three classes
+    model = _randomized(km.create_model(arch, alpha=0.35, input_shape=(64, 64, 3), classes=5,
+                                        include_preprocessing=True), seed=2)
+    images = resize(photos, 64)
+    recalibrate_batchnorm(model, tf.data.Dataset.from_tensors((images, np.zeros(len(images)))), batches=1)
+    expected = np.asarray(model(images, training=False))
+    assert len(set(expected.argmax(1))) > 1  # the photos are not all one class: top-1 says something
+    model.save(tmp_path / "model.keras")
+    exported = km.export_saved_model(model, str(tmp_path / "serving"), labels=list("abcde"))
+    report = export_tflite(model, tmp_path / "model.tflite", "float32", sample=images, min_top1_agreement=1.0)
+    assert report.samples == len(images) and report.top1_agreement == 1.0 and report.max_abs_diff < 1e-4
+    for path in (tmp_path / "model.keras", exported.path, tmp_path / "model.tflite"):
+        probabilities = km.Predictor(path, batch_size=4).predict(images)
+        np.testing.assert_allclose(probabilities, expected, atol=1e-4, err_msg=str(path))
+        np.testing.assert_array_equal(probabilities.argmax(1), expected.argmax(1))
