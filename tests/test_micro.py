@@ -65,7 +65,7 @@ def trained_like(model, photos):
     data = tf.data.Dataset.from_tensor_slices((crops, np.zeros(len(crops)))).batch(len(crops))
     recalibrate_batchnorm(model, data, batches=1)
     head = [layer for layer in model.layers if layer.get_weights()][-1]  # Dense, or V1/V3's 1x1 Conv2D
-    features = keras.Model(model.inputs, head.input)(np.concatenate([crops, _inputs(model, photos)]))
+    features = keras.Model(model.input, head.input)(np.concatenate([crops, _inputs(model, photos)]))
     features = np.asarray(features).reshape(len(features), -1)
     kernel_shape = head.get_weights()[0].shape
     classes = np.r_[labels, np.arange(len(photos))]
