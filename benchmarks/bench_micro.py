@@ -82,7 +82,8 @@ def arena(names, ts):
             planned = micro.measure(model, planned_file)
             recorded = micro.recorded_allocations(planned_file, planned.arena_bytes)
             live, _, op, layer = micro.live_peak(micro.plan_offline(content, False, order))
-            print(f"{name:<16}{('<=' if NEEDED else '') + str(t):>4}{plain.arena_bytes:>11,}{planned.arena_bytes:>11,}{recorded['head']:>10,}"
+            label = ("<=" if NEEDED else "") + str(t)
+            print(f"{name:<16}{label:>4}{plain.arena_bytes:>11,}{planned.arena_bytes:>11,}{recorded['head']:>10,}"
                   f"{recorded['tail']:>10,}{live:>10,}{plain.file_bytes:>11,}{plain.predicted_peak_bytes:>9,}"
                   f"{planned.arena_bytes / plain.predicted_peak_bytes:>8.1f}  {op} ({layer})  [{seconds:.0f}]",
                   flush=True)
