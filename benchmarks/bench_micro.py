@@ -4,6 +4,8 @@
     python benchmarks/bench_micro.py latency --config v2-0.35-96 --t 1 2 4 8 16
     python benchmarks/bench_micro.py classic --write-table
 
+--needed splits each block in the fewest groups (at most t) that keep it under the peak the worst
+block reaches in t groups (`optimize.split.needed_t`); --cache DIR keeps the int8 files for a later run.
 `arena`: smallest arena (bisection to 16 bytes) with TFLite Micro's own memory plan and with our offline
 plan (in-place ADDs), the recording allocator's head (planned tensors) and tail (persistent data) of the
 latter, the live-tensor bound of the op order without in-place ADDs (and the op where it peaks), the int8
@@ -34,34 +36,54 @@ CONFIGS = {
 CLASSIC = ("v1-0.25-96x1", "v2-0.35-96", "v3s-min-0.75-96")
 
 
+CACHE = None  # --cache: a folder of int8 files, so `latency` reuses what `arena` converted
+NEEDED = False  # --needed: each block split in the fewest groups (<= t) that keep it under the peak
+
+
+def _int8(name, t, split, model):
+    """The int8 file of `split` (calibrated on synthetic images), from --cache when it holds it."""
+    from keras_mobilenets.deploy import micro
+    from keras_mobilenets.fileio import write_atomic
+
+    path = CACHE and os.path.join(CACHE, f"{name}-t{t}{'-needed' if NEEDED else ''}.tflite")
+    if path and os.path.exists(path):
+        return open(path, "rb").read(), 0.0
+    started = time.perf_counter()
+    content = micro.convert_micro(split, micro.synthetic_images(model))
+    seconds = time.perf_counter() - started
+    if path:
+        os.makedirs(CACHE, exist_ok=True)
+        write_atomic(path, content)
+    return content, seconds
+
+
 def _build(name, t):
     from keras_mobilenets.deploy import micro
-    from keras_mobilenets.optimize.split import split_blocks
+    from keras_mobilenets.optimize.split import needed_t, split_blocks
 
     config = dict(CONFIGS[name])
     model = micro.micro_model(config.pop("arch"), config.pop("alpha"), config.pop("resolution"), **config)
-    return model, (model if t == 1 else split_blocks(model, t))
+    return model, (model if t == 1 else split_blocks(model, needed_t(model, t) if NEEDED else t))
 
 
 def arena(names, ts):
     from keras_mobilenets.deploy import micro
     from keras_mobilenets.optimize.split import execution_order
 
-    print(f"{'config':<16}{'t':>3}{'arena':>11}{'in-place':>11}{'head':>10}{'tail':>10}{'live':>10}"
+    print(f"{'config':<16}{'t':>4}{'arena':>11}{'in-place':>11}{'head':>10}{'tail':>10}{'live':>10}"
           f"{'file':>11}{'Sec.5':>9}{'x Sec.5':>8}  peak op (layer)   [convert s]")
     for name in names:
         for t in ts:
             model, split = _build(name, t)
-            started = time.perf_counter()
-            content = micro.convert_micro(split, micro.synthetic_images(model))
-            seconds = time.perf_counter() - started
+            content, seconds = _int8(name, t, split, model)
             plain = micro.measure(model, content)
             order = execution_order(split)
             planned_file = micro.plan_offline(content, layer_order=order)
             planned = micro.measure(model, planned_file)
             recorded = micro.recorded_allocations(planned_file, planned.arena_bytes)
             live, _, op, layer = micro.live_peak(micro.plan_offline(content, False, order))
-            print(f"{name:<16}{t:>3}{plain.arena_bytes:>11,}{planned.arena_bytes:>11,}{recorded['head']:>10,}"
+            label = ("<=" if NEEDED else "") + str(t)
+            print(f"{name:<16}{label:>4}{plain.arena_bytes:>11,}{planned.arena_bytes:>11,}{recorded['head']:>10,}"
                   f"{recorded['tail']:>10,}{live:>10,}{plain.file_bytes:>11,}{plain.predicted_peak_bytes:>9,}"
                   f"{planned.arena_bytes / plain.predicted_peak_bytes:>8.1f}  {op} ({layer})  [{seconds:.0f}]",
                   flush=True)
@@ -82,7 +104,7 @@ def latency(names, ts, repeats):
             images = micro.synthetic_images(model)
             image = images[:1]
             float_file = convert(split, "float32")
-            int8_file = micro.convert_micro(split, images)
+            int8_file = _int8(name, t, split, model)[0]
             runs = []
             for content, quantize in ((float_file, False), (int8_file, True)):
                 interpreter = Interpreter(model_content=content, num_threads=1)
@@ -147,7 +169,13 @@ def main():
     parser.add_argument("--t", nargs="+", type=int, default=[1, 2, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--write-table", action="store_true")
+    parser.add_argument("--cache", help="folder for the int8 files (reused by a later run)")
+    parser.add_argument("--needed", action="store_true",
+                        help="split each block in the fewest groups (at most t) that keep it under the peak "
+                             "the worst block reaches in t groups (optimize.split.needed_t)")
     args = parser.parse_args()
+    global CACHE, NEEDED
+    CACHE, NEEDED = args.cache, args.needed
     if args.what == "arena":
         arena(args.config, args.t)
     elif args.what == "latency":

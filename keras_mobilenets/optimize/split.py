@@ -80,6 +80,45 @@ def splittable_blocks(model):
     return {name: int(roles["expand"].filters) for name, roles in _plans(model).items()}
 
 
+def _size(tensor):
+    return int(np.prod([int(d) for d in tensor.shape[1:]]))
+
+
+def _peak(roles, t):
+    """The most tensor elements alive at one op of a block computed in `t` groups, group by group, with
+    ADDs that write over their dying input (`deploy.micro.plan_offline`): the block's input lives
+    throughout (every group's expansion reads it, the residual adds it), the running sum from the second
+    group on, and one group's slices of the expansion and of the depthwise output. (The converter folds a
+    ZeroPadding2D into the depthwise conv's padding: no tensor of its own.)"""
+    source, expanded = _size(roles["expand"].input), _size(roles["expand"].output)
+    depthwise, output = _size(roles["depthwise"].output), _size(roles["project"].output)
+    if t == 1:  # one group: no running sum; the input lives on only for a residual
+        kept = source if roles["add"] is not None else 0
+        return max(source + expanded, kept + expanded + depthwise, kept + depthwise + output)
+    return int(np.ceil(source + output + max((expanded + depthwise) / t, depthwise / t + output)))
+
+
+def block_peaks(model, t=1):
+    """{block output layer name: the most tensor elements alive at one of its ops} for every splittable
+    block computed in `t` groups (int8: bytes), as TFLite Micro holds them in the order and with the
+    in-place ADDs of `deploy.micro.plan_offline`. The largest was the recording allocator's planned head
+    for V2 0.35/96 at t=1 and t=4 and 1.0/224 at t=4 (ops outside the blocks can set it higher)."""
+    plans = _plans(model)
+    return {name: _peak(roles, _check_t(t, int(roles["expand"].filters), name)) for name, roles in plans.items()}
+
+
+def needed_t(model, t):
+    """{block output layer name: t} for `split_blocks`: each block gets the smallest number of groups (at
+    most `t`) that keeps it within the peak the worst block reaches in `t` groups.
+
+    Only the blocks that set the peak need splitting: every further group adds ops, and TFLite Micro pays
+    per op and per output channel in persistent memory (per-channel multipliers, node structs), so a
+    split of the late blocks, whose tensors are small, costs arena without lowering the peak."""
+    plans = _plans(model)
+    target = max(block_peaks(model, t).values(), default=0)
+    return {name: next(k for k in range(1, t + 1) if _peak(roles, k) <= target) for name, roles in plans.items()}
+
+
 def _check_t(t, expanded, where):
     allowed = f"an integer from 1 to the block's expanded channels ({expanded} for {where})"
     if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 1 <= t <= expanded:
