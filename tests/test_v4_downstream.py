@@ -1,6 +1,6 @@
 """MobileNetV4 downstream: safe-mode saving, PTQ and QAT int8 TFLite (attention included), the TFLite
-parity report and Predictor for Conv-S, CLI fine-tuning (the run itself: test_cli_ux.py), and, opt-in
-(`pytest -m slow`), SavedModel export and Predictor on all three formats for Conv-S and Hybrid-M.
+parity report and Predictor for Conv-S, CLI fine-tuning (the run itself: test_cli_ux.py), and SavedModel
+export and Predictor on all three formats for Conv-S and Hybrid-M.
 
 The QAT test runs on a small table of every V4 block (the full Hybrid-M takes minutes to quantize
 here; `benchmarks/bench_v4.py --qat` and BENCHMARKS.md give its figures)."""
@@ -123,15 +123,12 @@ def test_conv_small_tflite_parity_report_predictor_and_post_training_int8(tmp_pa
 
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["v4-conv-small", "v4-hybrid-medium"])
 def test_saved_model_tflite_report_and_predictor_agree_on_every_format(arch, tmp_path, photos):
     """The real tables (width 0.35, 64 px, LayerScale on): the SavedModel export (checked in a fresh process
     by export_saved_model), the float32 TFLite file's parity report, and Predictor on the .keras file, the
-    SavedModel and the TFLite file give the in-memory model's probabilities on real photos.
-
-    Opt-in (`pytest -m slow`): 50 s of CPU for Conv-S and 84 s for Hybrid-M, over the CI budget; CI runs
-    the Conv-S parity report and Predictor above and the attention's TFLite parity on the mini table."""
+    SavedModel and the TFLite file give the in-memory model's probabilities on real photos (27 s for
+    Conv-S and 59 s for Hybrid-M on an unloaded 2-core machine)."""
     import keras
     import tensorflow as tf
 
