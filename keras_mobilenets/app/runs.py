@@ -244,25 +244,25 @@ def resolve_task(config, images, side, choices, auto_epochs, extra=None):
 
 
 def data_settings(config):
-    """The keyword arguments a task's folder reader takes from the config (besides image size and augmentation)."""
+    """The keyword arguments every run's folder reader takes from the config (besides image size and augmentation)."""
     return dict(batch_size=config.batch_size, validation_split=config.validation_split,
                 test_split=config.test_split, seed=config.seed, strict=config.strict, cache=config.cache)
 
 
 def model_settings(config):
-    """The keyword arguments a task's model builder takes from the config (besides the architecture)."""
+    """The keyword arguments every run's model builder takes from the config (besides the architecture)."""
     return dict(alpha=config.alpha, image_size=config.image_size, minimalistic=config.minimalistic,
                 weights=config.weights if config.weights not in ("none", "None") else None,
                 bn_momentum=config.bn_momentum)
 
 
-def task_metrics(config, data, result, seconds, resumed):
-    """The head of a task run's metrics.json (what every task records before its own numbers)."""
+def task_metrics(config, data, result, seconds, resumed, replicas=1):
+    """The head of a run's metrics.json (what every task records before its own numbers)."""
     return {"config": config.to_json(), "task": config.task, "class_names": list(data.class_names),
             "counts": data.counts, "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
             "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
             "best_epoch": _best_epoch(result.history, result.monitor),
-            "train_seconds_this_session": round(seconds, 1), "resumed": resumed, "replicas": 1}
+            "train_seconds_this_session": round(seconds, 1), "resumed": resumed, "replicas": replicas}
 
 
 def choices_line(chosen):
@@ -300,22 +300,17 @@ def load_data(config):
     if _task_runs(config):
         return _task_runs(config).load_data(config, _data_dir(config))
     augmentation = kd.Augmentation(crop_scale=tuple(config.crop_scale), flip=config.flip)
-    return kd.from_folder(_data_dir(config), config.image_size, batch_size=config.batch_size,
-                          validation_split=config.validation_split, test_split=config.test_split,
-                          seed=config.seed, augmentation=augmentation, crop_fraction=config.crop_fraction,
-                          strict=config.strict, cache=config.cache)
+    return kd.from_folder(_data_dir(config), config.image_size, augmentation=augmentation,
+                          crop_fraction=config.crop_fraction, **data_settings(config))
 
 
 def build_classifier(config, num_classes, flavor=None):
     """The run's model: a classifier, or the task's model (a detector, a segmentation model)."""
     if _task_runs(config):
         return _task_runs(config).build(config, num_classes)
-    weights = config.weights if config.weights not in ("none", "None") else None
-    return training.create_classifier(
-        config.arch, num_classes, alpha=config.alpha, image_size=config.image_size,
-        minimalistic=config.minimalistic, weights=weights, dropout=config.dropout,
-        bn_momentum=config.bn_momentum, mixed_precision=config.mixed_precision,
-        flavor=flavor or config.flavor)
+    return training.create_classifier(config.arch, num_classes, dropout=config.dropout,
+                                      mixed_precision=config.mixed_precision, flavor=flavor or config.flavor,
+                                      **model_settings(config))
 
 
 MARKER = ".keras_mobilenets_run.json"
@@ -535,12 +530,8 @@ def _train_run(out_dir, config, chosen, overwrite, export_dir, strategy, verbose
     if _task_runs(config):
         model, metrics = _task_runs(config).finish(out_dir, model, data, config, result, seconds, resumed)
         return _finish(out_dir, model, metrics, resumed, export_dir)
-    metrics = {"config": config.to_json(), "class_names": list(data.class_names), "counts": data.counts,
-               "skipped": [{"path": b.path, "reason": b.reason} for b in data.skipped],
-               "epochs": result.epochs_run, "monitor": result.monitor, "best": result.best,
-               "best_epoch": _best_epoch(result.history, result.monitor),
-               "train_seconds_this_session": round(seconds, 1), "resumed": resumed,
-               "replicas": strategy.num_replicas_in_sync if strategy is not None else 1}
+    metrics = task_metrics(config, data, result, seconds, resumed,
+                           replicas=strategy.num_replicas_in_sync if strategy is not None else 1)
     for split in ("validation", "test"):
         dataset = getattr(data, split)
         if dataset is not None:
