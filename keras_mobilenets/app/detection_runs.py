@@ -162,7 +162,9 @@ def finish(out_dir, model, data, config, result, seconds, resumed):
 
 
 def is_model(model):
-    return any(layer.name == "box_encodings" for layer in model.layers)
+    from keras_mobilenets.deploy.serving import is_detector
+
+    return is_detector(model)
 
 
 def model_data(model_path, data, size):
