@@ -160,12 +160,15 @@ def test_matching_is_argmax_with_forced_rows_and_runs_in_tf_data(small):
 def test_losses_focal_and_hard_negative_mining():
     labels = tf.constant([[2, 0, 0, 0, 0, 0, 0, 0, -1]])
     logits = tf.random.stateless_normal((1, 9, 3), seed=(1, 2))
-    # focal, written out: alpha_t (1 - p_t)^gamma CE over every slot, normalized by the one positive
-    p = tf.sigmoid(logits)
-    target = tf.one_hot(tf.maximum(labels, 0), 3)
+    # focal, written out: alpha_t (1 - p_t)^gamma CE over the object slots (background anchors: all-zero
+    # targets; the background slot is not trained), normalized by the one positive
+    p = tf.sigmoid(logits[..., 1:])
+    target = tf.constant([[[0.0, 1.0]] + [[0.0, 0.0]] * 8])
     p_t = target * p + (1 - target) * (1 - p)
-    alpha_t = target * 0.75 + (1 - target) * 0.25
+    alpha_t = target * 0.25 + (1 - target) * 0.75
     manual = tf.reduce_sum((alpha_t * (1 - p_t) ** 2 * -tf.math.log(p_t))[:, :8])
+    moved = tf.concat([logits[..., :1] + 3.0, logits[..., 1:]], axis=-1)  # the background slot plays no part
+    np.testing.assert_allclose(class_loss(labels, moved, "focal").numpy(), [manual.numpy()], rtol=1e-5)
     np.testing.assert_allclose(class_loss(labels, logits, "focal").numpy(), [manual.numpy()], rtol=1e-5)
     # hard negatives: the 3 negatives with the highest loss, and the positive; never the ignored anchor
     per_anchor = tf.constant([[0.1, 0.5, 0.9, 0.2, 0.8, 0.7, 0.0, 0.3, 5.0]])

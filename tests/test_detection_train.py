@@ -191,8 +191,8 @@ def test_detection_run_settings_and_bad_input():
     from keras_mobilenets.app.runs import RunConfig
     from keras_mobilenets.train.recipe import CLASSIFICATION, rank
 
-    # the plain `--data shapes` command: 350 training images at batch 16 -> 25 epochs of 22 steps, 160 px
-    assert detection_runs.auto_epochs(350, 16) == 25 and detection_runs.auto_image_size(160) == 160
+    # the plain `--data shapes` command: 350 training images at batch 16 -> 40 epochs of 22 steps, 160 px
+    assert detection_runs.auto_epochs(350, 16) == 40 and detection_runs.auto_image_size(160) == 160
     assert detection_runs.auto_image_size(40) == 160 and detection_runs.auto_image_size(640) == 320
     assert RunConfig(task="detection").describe  # a valid config
     with pytest.raises(ValueError, match="task='keypoints' is not allowed"):

@@ -1,6 +1,7 @@
 """SSD losses on the targets of `encode_targets`: Huber (smooth L1) on matched boxes, and a classification
-loss that is either focal (the Object Detection API's SSDLite MobileNetV3 configs) or cross-entropy with
-hard-negative mining at 3 negatives per positive (the MobileNetV2 paper's SSD; torchvision's softmax).
+loss that is either sigmoid focal (RetinaNet's form, as the Object Detection API's SSDLite MobileNetV3
+configs use focal loss) or cross-entropy with hard-negative mining at 3 negatives per positive (the
+MobileNetV2 paper's SSD; torchvision's softmax).
 
 Both losses are normalized by the number of matched anchors in the batch (`normalize_loss_by_num_matches`),
 the box loss also by the code size (`normalize_loc_loss_by_codesize`: the Huber mean over 4 coordinates).
@@ -38,13 +39,15 @@ def hard_negatives(per_anchor, labels, negatives_per_positive=3, min_negatives=3
     return positive | (negative & (rank < keep))
 
 
-def class_loss(labels, class_logits, classification="focal", alpha=0.75, gamma=2.0,
+def class_loss(labels, class_logits, classification="focal", alpha=0.25, gamma=2.0,
                negatives_per_positive=3, min_negatives=3):
     """Per-image classification loss [B], divided by the batch's positive count.
 
     labels [B, A] int (0 background, k + 1 for class k, -1 ignored); class_logits [B, A, classes + 1].
-    "focal": sigmoid focal loss over every slot, background slot included (alpha 0.75, gamma 2 as the
-    ODAPI V3 configs). "sigmoid_hard_negative": sigmoid cross-entropy (ODAPI's SSDLite V2 config) on the
+    "focal": sigmoid focal loss over the object slots (RetinaNet: alpha 0.25, gamma 2); a background
+    anchor's target is all zeros, and the background slot, whose score every decoder drops, is not
+    trained. Training that slot as well (target 1 on every background anchor) made it most of the loss
+    and learned about half as fast on `shapes` (BENCHMARKS.md, "Training a detector"). "sigmoid_hard_negative": sigmoid cross-entropy (ODAPI's SSDLite V2 config) on the
     positives and the hardest negatives; "softmax_hard_negative": softmax cross-entropy the same way
     (torchvision's SSD).
     """
@@ -58,8 +61,10 @@ def class_loss(labels, class_logits, classification="focal", alpha=0.75, gamma=2
     one_hot = tf.one_hot(tf.maximum(labels, 0), slots)
     size = tf.cast(slots, tf.float32)
     if classification == "focal":
+        objects = tf.one_hot(labels - 1, slots - 1)  # background (0) and ignored (-1) anchors: all zeros
         per_anchor = keras.losses.binary_focal_crossentropy(
-            one_hot, logits, apply_class_balancing=True, alpha=alpha, gamma=gamma, from_logits=True) * size
+            objects, logits[..., 1:], apply_class_balancing=True, alpha=alpha, gamma=gamma,
+            from_logits=True) * (size - 1.0)
         per_anchor *= counted
     else:
         if classification == "softmax_hard_negative":
@@ -93,7 +98,7 @@ class SSDBoxLoss(keras.losses.Loss):
 class SSDClassLoss(keras.losses.Loss):
     """Keras loss for the `class_logits` output; y_true is `encode_targets(...)["class_logits"]`."""
 
-    def __init__(self, classification="focal", alpha=0.75, gamma=2.0, negatives_per_positive=3,
+    def __init__(self, classification="focal", alpha=0.25, gamma=2.0, negatives_per_positive=3,
                  min_negatives=3, name="ssd_class_loss", **kwargs):
         kwargs.setdefault("reduction", "sum")
         super().__init__(name=name, **kwargs)
