@@ -26,6 +26,17 @@ DETECTOR_MODES = ("float32", "int8", "qat-int8")  # float16 / dynamic: not offer
 OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 
 
+def check_detector_arguments(mode="float32", output_type="float32"):
+    """Raise ValueError for a `mode` or `output_type` a detector's file cannot have (what
+    `convert_detector` and `export_detector_tflite` check first; callers that train before converting,
+    like QAT, call it before they start)."""
+    if mode not in DETECTOR_MODES:
+        raise ValueError(f"mode={mode!r} is not allowed for a detector: mode must be one of {DETECTOR_MODES}")
+    if output_type != "float32":
+        raise ValueError(f"output_type={output_type!r} is not allowed for a detector: output_type must be "
+                         "'float32' (TFLite_Detection_PostProcess returns float32 boxes, classes and scores)")
+
+
 def postprocess_signature(config, max_detections=10, score_threshold=1e-8, iou_threshold=0.6,
                           use_regular_nms=False):
     """The `experimental_implements` text the converter legalizes to TFLite_Detection_PostProcess."""
@@ -44,21 +55,21 @@ def postprocess_signature(config, max_detections=10, score_threshold=1e-8, iou_t
 
 def convert_detector(model, mode="float32", representative=None, input_type="float32", per_channel=True,
                      max_detections=10, score_threshold=1e-8, iou_threshold=0.6, use_regular_nms=False,
-                     config=None):
+                     config=None, output_type="float32"):
     """TFLite bytes of a detector built by `SSDLite`, ending in TFLite_Detection_PostProcess.
 
     `mode`, `representative`, `input_type` and `per_channel` mean what they mean for a classifier
     (`deploy.tflite.convert`): "float32", "int8" (PTQ calibrated on `representative` [0, 255] images) or
     "qat-int8" (a `quantize_model` detector). In the int8 files every conv, the logistic / softmax and the
     concatenations run in int8; the box encodings and scores are dequantized into the post-processing op,
-    whose outputs (boxes, classes, scores, count) are float32 in every mode.
+    whose outputs (boxes, classes, scores, count) are float32 in every mode (`output_type` may only be
+    "float32"; it is there so that a classifier's call fails with a clear error).
     """
     import tensorflow as tf
 
     from keras_mobilenets.deploy.tflite import convert
 
-    if mode not in DETECTOR_MODES:
-        raise ValueError(f"mode={mode!r} is not allowed for a detector: mode must be one of {DETECTOR_MODES}")
+    check_detector_arguments(mode, output_type)
     config = config or detector_config(model)
     anchors = anchors_center_size(ssd_anchors(config)).numpy()
 
@@ -153,13 +164,15 @@ def detection_parity(content, reference, images, config, top=5, min_score=0.05, 
 
 def export_detector_tflite(model, path, mode="float32", representative=None, sample=None, input_type="float32",
                            per_channel=True, min_match=0.9, overwrite=False, reference=None, config=None,
-                           max_detections=10, num_threads=2):
+                           max_detections=10, num_threads=2, output_type="float32"):
     """Convert a detector (`convert_detector`), compare it with `reference` (default: `model`) on `sample`
     (default: the representative images; 32 at most), write `path`; a DetectionParityReport.
 
     The call raises `ParityError` and writes nothing when fewer than `min_match` of the compared TFLite
-    detections have a Keras box of the same class at IoU >= 0.5.
+    detections have a Keras box of the same class at IoU >= 0.5. `output_type` may only be "float32" (the
+    post-processing op's outputs): anything else is a ValueError, raised before anything is converted.
     """
+    check_detector_arguments(mode, output_type)
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path!r} exists; pass overwrite=True to replace it")
