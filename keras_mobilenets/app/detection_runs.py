@@ -162,7 +162,7 @@ def finish(out_dir, model, data, config, result, seconds, resumed):
 
 
 def is_model(model):
-    from keras_mobilenets.deploy.serving import is_detector
+    from keras_mobilenets.nets.detection import is_detector
 
     return is_detector(model)
 

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from keras_mobilenets.nets.builder import block_info, set_block_info
-from keras_mobilenets.nets.detection.config import detector_config
+from keras_mobilenets.nets.detection.config import detector_config, is_detector
 from keras_mobilenets.nets.flavors import get_flavor
 from keras_mobilenets.optimize.int8_form import int8_layer
 from keras_mobilenets.optimize.tf_keras_copy import to_tf_keras
@@ -214,7 +214,7 @@ def quantize_model(model, per_channel=True):
     with quantize_scope():
         qat = tfmot.quantization.keras.quantize_apply(marked, scheme=_scheme(per_channel))
     set_block_info(qat, block_info(model, required=False))
-    if any(layer.name == "box_encodings" for layer in model.layers):  # an SSDLite detector
+    if is_detector(model):
         qat.detector_config = detector_config(model)  # tfmot's "quant_" names hide the graph's own
     return qat
 
