@@ -50,7 +50,7 @@ def _int8_to_postprocess(content):
 def test_qat_detector_trains_a_few_steps_and_converts_int8_to_the_postprocess_op(boxes, tmp_path):
     """tfmot on the tf_keras flavor of an SSDLite (a small user table: five depthwise-separable rows and one
     extra layer, three maps, so the wrap stays short): every layer of backbone, extra layers and head
-    wrapped, calibrated, two steps on shapes, converted to qat-int8 ending in the post-processing op; the
+    wrapped, calibrated, one QAT epoch on shapes (recipe.fit), converted to qat-int8 ending in the post-processing op; the
     file's boxes match the QAT Keras model's."""
     from dataclasses import replace
 
@@ -60,6 +60,7 @@ def test_qat_detector_trains_a_few_steps_and_converts_int8_to_the_postprocess_op
     from keras_mobilenets.data.detection import BoxAugmentation, from_detection_folder
     from keras_mobilenets.nets.detection import SSDLiteExtra
     from keras_mobilenets.nets.spec import Architecture, ConvBN, ConvClassifier, DepthwiseSeparable
+    from keras_mobilenets.train.recipe import read_history
 
     folder, images = boxes
     tiny = Architecture(name="tiny", rows=(ConvBN(16, stride=2, name="stem"),) + tuple(
@@ -72,12 +73,16 @@ def test_qat_detector_trains_a_few_steps_and_converts_int8_to_the_postprocess_op
     data = from_detection_folder(folder, 96, batch_size=8, validation_split=0.2, test_split=0.0,
                                  augmentation=BoxAugmentation(crop_area=(0.5, 1.0)))
     before = [np.asarray(w).copy() for w in model.get_weights()]
-    qat = optimize.fine_tune_qat_detector(model, data, epochs=1, steps=2, calibration_batches=1, verbose=0)
+    qat = optimize.fine_tune_qat_detector(model, data, epochs=1, calibration_batches=1, verbose=0,
+                                         out_dir=str(tmp_path / "qat"))
     wrapped = {type(layer).__name__ for layer in qat.layers}
     assert wrapped == {"InputLayer", "QuantizeLayer", "QuantizeWrapperV2"}  # no layer left unwrapped
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # the float model is kept
-    changed = [w.name for w in qat.trainable_variables if "predictor_0_class_conv/kernel" in w.name]
+    changed = [w for w in qat.trainable_variables if "predictor_0_class_conv/kernel" in w.name]
     assert changed, "the QAT model keeps the head's weights under their names"
+    # the QAT epoch went through recipe.fit: a history row with the SSD losses and the validation mAP
+    rows = read_history(str(tmp_path / "qat" / "history.csv"))
+    assert len(rows) == 1 and {"loss", "val_map_50"} <= set(rows[0]) and np.isfinite(rows[0]["loss"])
     path = tmp_path / "detector_qat.tflite"
     report = export_detector_tflite(qat, path, mode="qat-int8", sample=images[:8])
     _int8_to_postprocess(path.read_bytes())

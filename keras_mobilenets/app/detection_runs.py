@@ -267,7 +267,7 @@ def quantize_detector(model, data, out_dir, epochs, learning_rate, input_type, m
     split = "test" if data.test is not None else "validation"
     images = np.concatenate([np.asarray(x) for x, _ in getattr(data, split)])
     qat = optimize.fine_tune_qat_detector(model, data, epochs=epochs, learning_rate=learning_rate,
-                                          per_channel=per_channel, verbose=verbose)
+                                          per_channel=per_channel, verbose=verbose, out_dir=out_dir)
     path = os.path.join(out_dir, "model_int8.tflite")
     report = export_detector_tflite(qat, path, mode="qat-int8", sample=images, input_type=input_type,
                                     per_channel=per_channel, min_match=min_match, overwrite=True,

@@ -643,7 +643,7 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
             _clear_run(out_dir)
         _write_marker(out_dir, "quantize")
         write_json(marker, settings)
-        if detector:  # a few QAT epochs: no checkpoints, a re-run starts them again
+        if detector:  # the QAT fit keeps its checkpoints in out_dir: a re-run resumes it
             return detection_runs.quantize_detector(model, data, out_dir, epochs, learning_rate, input_type,
                                                     min_top1_agreement, per_channel, verbose, output_type)
         return _quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type,
