@@ -330,6 +330,9 @@ def _convert(args):
 
     if detection_runs.is_model(model):
         return _convert_detector(args, model)
+    if args.regular_nms:
+        raise ValueError("--regular-nms is not allowed for this model: it is for an SSDLite detector's file "
+                         "(its TFLite_Detection_PostProcess op)")
     representative, sample = _convert_data(args, model)
 
     segmentation = segmentation_runs.is_model(model)
@@ -387,7 +390,8 @@ def _convert_detector(args, model):
     report = export_detector_tflite(model, args.out, mode=args.mode, representative=data.train, sample=sample,
                                     input_type=args.input_type, per_channel=not args.per_tensor,
                                     min_match=args.min_agreement, overwrite=args.overwrite, reference=reference,
-                                    max_detections=detection_runs.MAX_DETECTIONS, output_type=args.output_type)
+                                    max_detections=detection_runs.MAX_DETECTIONS, output_type=args.output_type,
+                                    use_regular_nms=args.regular_nms)
     print(f"wrote {args.out}")
     print(report)
     return 0
@@ -548,6 +552,9 @@ def build_parser():
     convert.add_argument("--per-tensor", action="store_true",
                          help="int8, qat-int8: one weight range per tensor instead of per channel "
                               "(a smaller file; QAT folds BatchNorm first)")
+    convert.add_argument("--regular-nms", action="store_true",
+                         help="detector: per-class NMS in the post-processing op (as the Keras model and the "
+                              "SavedModel) instead of TFLite's fast NMS, one class per box")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     convert.set_defaults(run=_convert)
 
