@@ -70,8 +70,8 @@ def _int8_to_postprocess(content):
 def test_qat_detector_trains_a_few_steps_and_converts_int8_to_the_postprocess_op(boxes, tmp_path):
     """tfmot on the tf_keras flavor of an SSDLite (a small user table: five depthwise-separable rows and one
     extra layer, three maps, so the wrap stays short): every layer of backbone, extra layers and head
-    wrapped, calibrated, one QAT epoch on shapes (recipe.fit), converted to qat-int8 ending in the post-processing op; the
-    file's boxes match the QAT Keras model's."""
+    wrapped, calibrated, one QAT epoch on shapes (recipe.fit), converted to qat-int8 ending in the
+    post-processing op; the file's boxes match the QAT Keras model's."""
     from keras_mobilenets import optimize
     from keras_mobilenets.data.detection import BoxAugmentation, from_detection_folder
     from keras_mobilenets.train.recipe import read_history
@@ -111,7 +111,7 @@ def test_regular_nms_file_matches_the_keras_per_class_nms(boxes, tmp_path, capsy
     path = tmp_path / "regular.tflite"
     assert main(["convert", str(tmp_path / "tiny.keras"), "--data", folder, "--out", str(path), "--regular-nms",
                  "--min-agreement", "0.9"]) == 0
-    assert "float32 (regular NMS):" in capsys.readouterr().out
+    assert "float32: regular NMS," in capsys.readouterr().out
     options = postprocess_options(str(path))
     assert options["use_regular_nms"] and options["max_detections"] == 100 and options["num_classes"] == 3
 

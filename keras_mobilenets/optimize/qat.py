@@ -351,10 +351,11 @@ def fine_tune_qat_detector(model, data, epochs=1, learning_rate=1e-4, calibratio
 
     The fit is the classifier QAT's (`fine_tune_qat`): `recipe.fit` with the `DetectionTask` (targets
     encoded in tf.data, the SSD losses, validation mAP@.5 each epoch), every layer trainable, BatchNorm
-    in inference mode (moving statistics kept), a small constant-then-cosine learning rate, Keras progress bars, checkpoints in `out_dir`
-    (re-running the same call resumes; default: a temporary folder, removed after). The kept weights are
-    those of the best validation mAP@.5, or the calibrated ones when no QAT epoch beats them. Returns the
-    QAT model (tf_keras), weight ranges set to its final weights.
+    in inference mode (moving statistics kept), a small learning rate on the recipe's cosine schedule,
+    Keras progress bars, checkpoints in `out_dir` (re-running the same call resumes; default: a temporary
+    folder, removed after). The kept weights are those of the best validation mAP@.5, or the calibrated
+    ones when no QAT epoch beats them. Returns the QAT model (tf_keras), weight ranges set to its final
+    weights.
     """
     import tempfile
 
