@@ -125,7 +125,13 @@ def safe_threads(content, num_threads):
     shared next-class counter at the thread count and pre-increments it, so with 1 < threads < classes the
     class whose index equals the thread count is never searched (measured: 2 threads, 3 classes, class 2
     missing from every image). One thread takes the single-threaded loop, which searches every class."""
-    return 1 if num_threads > 1 and postprocess_options(content)["use_regular_nms"] else num_threads
+    if num_threads <= 1:
+        return num_threads
+    try:
+        regular = postprocess_options(content).get("use_regular_nms")
+    except ValueError:  # a file without the op (not ours): nothing to work around
+        return num_threads
+    return 1 if regular else num_threads
 
 
 def run_detector_tflite(content, images, num_threads=2):
