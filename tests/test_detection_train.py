@@ -95,6 +95,12 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir, ca
     # int8 PTQ (calibrated on the run's training images), int8 to the post-processing op, boxes matching the
     # Keras model's (the parity report); then its COCO mAP on the same test split with LiteRT
     int8 = os.path.join(run, "model_int8.tflite")
+    # an integer output type is refused by export_detector_tflite's one check, before data or QAT
+    for command in (["convert", "--mode", "int8", "--out", int8], ["quantize", "--out", str(tmp_path / "q")]):
+        assert main([command[0], os.path.join(run, "best.keras"), *command[1:], "--output-type", "int8"]) == 2
+        assert "output_type='int8' is not allowed for a detector: output_type must be 'float32'" in \
+            capsys.readouterr().err
+    assert not os.path.exists(int8) and not os.path.exists(tmp_path / "q")
     assert main(["convert", os.path.join(run, "best.keras"), "--mode", "int8", "--out", int8,
                  "--min-agreement", "0.9"]) == 0
     printed = capsys.readouterr().out

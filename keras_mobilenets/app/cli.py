@@ -330,6 +330,9 @@ def _convert(args):
 
     if detection_runs.is_model(model):
         return _convert_detector(args, model)
+    if args.regular_nms:
+        raise ValueError("--regular-nms is not allowed for this model: it is for an SSDLite detector's file "
+                         "(its TFLite_Detection_PostProcess op)")
     representative, sample = _convert_data(args, model)
 
     segmentation = segmentation_runs.is_model(model)
@@ -374,13 +377,9 @@ def _convert_detector(args, model):
     --min-agreement is the fraction of TFLite boxes matching a Keras box of the same class (IoU >= 0.5)."""
     from keras_mobilenets import optimize
     from keras_mobilenets.app import detection_runs
-    from keras_mobilenets.deploy.detection_tflite import DETECTOR_MODES, export_detector_tflite
+    from keras_mobilenets.deploy.detection_tflite import check_detector_arguments, export_detector_tflite
 
-    if args.mode not in DETECTOR_MODES:
-        raise ValueError(f"--mode {args.mode} is not allowed for a detector: allowed are {DETECTOR_MODES}")
-    if args.output_type != "float32":
-        raise ValueError(f"--output-type {args.output_type} is not allowed for a detector: its post-processing "
-                         "op returns float32 boxes and scores")
+    check_detector_arguments(args.mode, args.output_type)  # before the data is read and QAT trains
     data = detection_runs.model_data(args.model, args.data, tuple(int(d) for d in model.inputs[0].shape[1:3]))
     sample = data.test if data.test is not None else data.validation
     reference = None
@@ -391,7 +390,8 @@ def _convert_detector(args, model):
     report = export_detector_tflite(model, args.out, mode=args.mode, representative=data.train, sample=sample,
                                     input_type=args.input_type, per_channel=not args.per_tensor,
                                     min_match=args.min_agreement, overwrite=args.overwrite, reference=reference,
-                                    max_detections=detection_runs.MAX_DETECTIONS)
+                                    max_detections=detection_runs.MAX_DETECTIONS, output_type=args.output_type,
+                                    use_regular_nms=args.regular_nms)
     print(f"wrote {args.out}")
     print(report)
     return 0
@@ -552,6 +552,9 @@ def build_parser():
     convert.add_argument("--per-tensor", action="store_true",
                          help="int8, qat-int8: one weight range per tensor instead of per channel "
                               "(a smaller file; QAT folds BatchNorm first)")
+    convert.add_argument("--regular-nms", action="store_true",
+                         help="detector: per-class NMS in the post-processing op (as the Keras model and the "
+                              "SavedModel) instead of TFLite's fast NMS, one class per box")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     convert.set_defaults(run=_convert)
 

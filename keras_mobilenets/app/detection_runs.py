@@ -162,7 +162,7 @@ def finish(out_dir, model, data, config, result, seconds, resumed):
 
 
 def is_model(model):
-    from keras_mobilenets.deploy.serving import is_detector
+    from keras_mobilenets.nets.detection import is_detector
 
     return is_detector(model)
 
@@ -253,7 +253,8 @@ def evaluate_model(model, model_path, data=None, split="test", batch_size=32, ou
     return _compact(metrics)
 
 
-def quantize_detector(model, data, out_dir, epochs, learning_rate, input_type, min_match, per_channel, verbose=1):
+def quantize_detector(model, data, out_dir, epochs, learning_rate, input_type, min_match, per_channel, verbose=1,
+                      output_type="float32"):
     """`runs.quantize_run` for a detector: `fine_tune_qat_detector` on the training split, model_int8.tflite
     (qat-int8, ending in TFLite_Detection_PostProcess, parity report against the QAT model), and the COCO
     mAP of the float Keras model and of the int8 file on the held-out split in metrics.json."""
@@ -266,11 +267,11 @@ def quantize_detector(model, data, out_dir, epochs, learning_rate, input_type, m
     split = "test" if data.test is not None else "validation"
     images = np.concatenate([np.asarray(x) for x, _ in getattr(data, split)])
     qat = optimize.fine_tune_qat_detector(model, data, epochs=epochs, learning_rate=learning_rate,
-                                          per_channel=per_channel, verbose=verbose)
+                                          per_channel=per_channel, verbose=verbose, out_dir=out_dir)
     path = os.path.join(out_dir, "model_int8.tflite")
     report = export_detector_tflite(qat, path, mode="qat-int8", sample=images, input_type=input_type,
                                     per_channel=per_channel, min_match=min_match, overwrite=True,
-                                    max_detections=MAX_DETECTIONS)
+                                    max_detections=MAX_DETECTIONS, output_type=output_type)
     records, dataset = data.records[split], getattr(data, split)
     float_metrics = evaluate_detector(model, dataset, records, data.class_names)[0]
     int8_metrics = evaluate_tflite(path, dataset, records, data.class_names)[0]

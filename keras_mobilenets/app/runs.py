@@ -633,18 +633,19 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
     model = keras.saving.load_model(model_path)
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     detector = detection_runs.is_model(model)
-    if detector and output_type != "float32":
-        raise ValueError(f"output_type={output_type!r} is not allowed for a detector: its post-processing op "
-                         "returns float32 boxes and scores")
+    if detector:  # before the QAT epochs
+        from keras_mobilenets.deploy.detection_tflite import check_detector_arguments
+
+        check_detector_arguments("qat-int8", output_type)
     data = detection_runs.model_data(model_path, data_dir, size) if detector else model_data(model_path, data_dir, size)
     with run_lock(out_dir):
         if not same:  # every input is checked by now
             _clear_run(out_dir)
         _write_marker(out_dir, "quantize")
         write_json(marker, settings)
-        if detector:  # a few QAT epochs: no checkpoints, a re-run starts them again
+        if detector:  # the QAT fit keeps its checkpoints in out_dir: a re-run resumes it
             return detection_runs.quantize_detector(model, data, out_dir, epochs, learning_rate, input_type,
-                                                    min_top1_agreement, per_channel, verbose)
+                                                    min_top1_agreement, per_channel, verbose, output_type)
         return _quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type,
                          min_top1_agreement, verbose, per_channel)
 

@@ -61,6 +61,11 @@ class Predictor:
             "serving_default" if "serving_default" in signatures else None)
         self._output_details = self._runner.get_output_details()
         self.detector = "detection_boxes" in self._output_details
+        if self.detector and num_threads > 1:
+            from keras_mobilenets.deploy.detection_tflite import safe_threads
+
+            if safe_threads(path, num_threads) == 1:  # a regular-NMS file: one thread (see safe_threads)
+                return self._load_tflite(path, 1)
         first_output = next(iter(self._output_details.values()))
         self.segmenter = not self.detector and len(first_output["shape"]) == 4
         (self._input_name, detail), = self._runner.get_input_details().items()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_mobilenets.fileio import check_label, write_atomic
+from keras_mobilenets.nets.detection.config import is_detector  # (Predictor imports it from here too)
 from keras_mobilenets.nets.flavors import flavor_of
 from keras_mobilenets.nets.preprocessing import preprocess_input
 
@@ -281,11 +282,6 @@ def decode_image_bytes(data, height, width, max_bytes=MAX_IMAGE_BYTES, max_side=
 
 DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 MAX_DETECTIONS = 100
-
-
-def is_detector(model):
-    """Whether `model` is an SSD detector built by `SSDLite` (outputs box_encodings and class_logits)."""
-    return any(layer.name == "box_encodings" for layer in model.layers)
 
 
 def num_classes(model):

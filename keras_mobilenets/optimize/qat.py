@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from keras_mobilenets.nets.builder import block_info, set_block_info
-from keras_mobilenets.nets.detection.config import detector_config
+from keras_mobilenets.nets.detection.config import detector_config, is_detector
 from keras_mobilenets.nets.flavors import get_flavor
 from keras_mobilenets.optimize.int8_form import int8_layer
 from keras_mobilenets.optimize.tf_keras_copy import to_tf_keras
@@ -214,7 +214,7 @@ def quantize_model(model, per_channel=True):
     with quantize_scope():
         qat = tfmot.quantization.keras.quantize_apply(marked, scheme=_scheme(per_channel))
     set_block_info(qat, block_info(model, required=False))
-    if any(layer.name == "box_encodings" for layer in model.layers):  # an SSDLite detector
+    if is_detector(model):
         qat.detector_config = detector_config(model)  # tfmot's "quant_" names hide the graph's own
     return qat
 
@@ -343,52 +343,46 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
     return result
 
 
-def fine_tune_qat_detector(model, data, epochs=1, learning_rate=1e-4, calibration_batches=8, steps=None,
+def fine_tune_qat_detector(model, data, epochs=1, learning_rate=1e-4, calibration_batches=8, out_dir=None,
                            class_loss="focal", per_channel=True, verbose=1):
-    """QAT of a trained Keras 3 SSDLite detector on `data` (a `from_detection_folder` DetectionData):
-    wrap (`quantize_model`), calibrate the ranges on the training images, then train the weights through
-    the fake-quants for `epochs` (or `steps` batches) with the detector's own SSD losses (`epochs=0`: calibration only).
+    """QAT of a trained Keras 3 SSDLite detector on `data` (a `from_detection_folder` DetectionData with a
+    validation split): wrap (`quantize_model`), calibrate the ranges on the training images, then fit
+    through the fake-quants for `epochs` with the detector's own SSD losses (`epochs=0`: calibration only).
 
-    The steps run the QAT graph in inference mode (BatchNorm statistics and the calibrated activation
-    ranges stay; gradients pass the fake-quants straight through), the frozen-BatchNorm QAT
-    `fine_tune_qat` does for classifiers; a plain tape loop, because the Keras 3 fit callbacks and
-    losses of `recipe.fit` do not drive a tf_keras model. Returns the QAT model (tf_keras), weight ranges
-    set to the final weights.
+    The fit is the classifier QAT's (`fine_tune_qat`): `recipe.fit` with the `DetectionTask` (targets
+    encoded in tf.data, the SSD losses, validation mAP@.5 each epoch), every layer trainable, BatchNorm
+    in inference mode (moving statistics kept), a small learning rate on the recipe's cosine schedule,
+    Keras progress bars, checkpoints in `out_dir` (re-running the same call resumes; default: a temporary
+    folder, removed after). The kept weights are those of the best validation mAP@.5, or the calibrated
+    ones when no QAT epoch beats them. Returns the QAT model (tf_keras), weight ranges set to its final
+    weights.
     """
-    import tensorflow as tf
+    import tempfile
 
-    from keras_mobilenets.train.detection_training import DetectionTask
+    from keras_mobilenets.train import recipe as training
+    from keras_mobilenets.train.detection_training import DetectionTask, evaluate_detector
 
     qat = quantize_model(model, per_channel=per_channel)
+    task = DetectionTask(qat.detector_config, class_loss, outputs=qat.output_names)
+    if epochs:
+        task.check(qat, data)  # (a validation split) before calibration takes its time
     calibrate(qat, data.train, calibration_batches)
     if not epochs:
         return qat  # calibration only
-    task = DetectionTask(qat.detector_config, class_loss)
-    losses = task.loss(None, 0.0)
-    optimizer = get_flavor("tf_keras").keras.optimizers.Adam(learning_rate)
-
-    @tf.function
-    def step(images, targets):
-        with tf.GradientTape() as tape:
-            box_encodings, logits = qat(images, training=False)
-            loss = (losses["box_encodings"](targets["box_encodings"], box_encodings)
-                    + losses["class_logits"](targets["class_logits"], logits))
-        optimizer.apply_gradients(zip(tape.gradient(loss, qat.trainable_variables), qat.trainable_variables))
-        return loss
-
-    dataset = task.prepare(data.train, data, False)
-    taken = 0
-    for epoch in range(epochs):
-        for images, targets in dataset:
-            loss = step(images, targets)
-            taken += 1
-            if steps is not None and taken >= steps:
-                break
-        if verbose:
-            print(f"QAT epoch {epoch + 1}/{epochs}: last batch loss {float(loss):.4f} ({taken} steps)")
-        if steps is not None and taken >= steps:
-            break
-    set_weight_ranges(qat)
+    with tempfile.TemporaryDirectory(prefix="qat-detector-") as scratch:
+        out_dir = out_dir or scratch
+        os.makedirs(out_dir, exist_ok=True)
+        calibrated = evaluate_detector(qat, data.validation, data.records["validation"],
+                                       data.class_names)[0]["map_50"] or 0.0
+        snapshot = training.weights_file(qat, out_dir, "calibrated")
+        qat.save_weights(snapshot)
+        recipe = training.Recipe(epochs=epochs, freeze_backbone=False, train_batchnorm=False,
+                                 learning_rate=learning_rate, warmup_epochs=0.0, label_smoothing=0.0,
+                                 tensorboard=False)
+        result = training.fit(qat, data, out_dir, recipe, verbose=verbose, task=task)
+        if result.best is None or result.best < calibrated:
+            qat.load_weights(snapshot)  # calibration alone scored better than every QAT epoch
+    set_weight_ranges(qat)  # the last training step recorded the ranges of the weights before its update
     return qat
 
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from keras_mobilenets.data.detection_metrics import coco_evaluate, split_detections
 from keras_mobilenets.nets.detection import SSDLite, decode_detections, detector_config, encode_targets, ssd_anchors
+from keras_mobilenets.nets.flavors import flavor_of
 from keras_mobilenets.train.detection_loss import SSDBoxLoss, SSDClassLoss
 
 MONITOR = "val_map_50"
@@ -88,11 +89,14 @@ class DetectionTask:
     # XLA compiled this graph in over two minutes on 2 CPU cores, longer than it saved in a 15-minute run
     jit_compile = False
 
-    def __init__(self, config, classification="focal", negatives_per_positive=3):
+    def __init__(self, config, classification="focal", negatives_per_positive=3,
+                 outputs=("box_encodings", "class_logits")):
         self.config = config
         self.classification = classification
         self.negatives_per_positive = negatives_per_positive
         self.anchors = tf.constant(ssd_anchors(config))
+        # the model's output names the targets and losses are keyed by (tfmot's QAT model: "quant_...")
+        self.outputs = tuple(outputs)
 
     def check(self, model, data):
         if detector_config(model).num_classes != data.num_classes:
@@ -105,13 +109,13 @@ class DetectionTask:
     def prepare(self, dataset, data, distributed):
         if dataset is None:
             return None
-        anchors = self.anchors
+        anchors, (boxes, classes) = self.anchors, self.outputs
 
         def encode(images, truth):
             targets = tf.map_fn(lambda t: encode_targets(t[0], t[1], anchors),
                                 (truth["boxes"], truth["classes"]),
                                 fn_output_signature={"box_encodings": tf.float32, "class_logits": tf.int32})
-            return images, targets
+            return images, {boxes: targets["box_encodings"], classes: targets["class_logits"]}
 
         dataset = dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
         if distributed:
@@ -124,9 +128,10 @@ class DetectionTask:
         return MONITOR
 
     def loss(self, keras, label_smoothing):
-        return {"box_encodings": SSDBoxLoss(),
-                "class_logits": SSDClassLoss(self.classification,
-                                             negatives_per_positive=self.negatives_per_positive)}
+        """The SSD losses keyed by output (Keras 3 losses; a tf_keras model's compile takes them as functions)."""
+        boxes, classes = self.outputs
+        return {boxes: SSDBoxLoss(),
+                classes: SSDClassLoss(self.classification, negatives_per_positive=self.negatives_per_positive)}
 
     def metrics(self, keras):
         return None
@@ -136,12 +141,11 @@ class DetectionTask:
 
 
 def map_callback(model, dataset, records, class_names, config):
-    """A callback adding `val_map_50` and `val_map` (COCO, on `dataset`) to each epoch's logs."""
-    import keras
-
+    """A callback adding `val_map_50` and `val_map` (COCO, on `dataset`) to each epoch's logs (a callback
+    of `model`'s own flavor: Keras 3, or tf_keras for a QAT model)."""
     forward = compiled_forward(model)
 
-    class MapCallback(keras.callbacks.Callback):
+    class MapCallback(flavor_of(model).keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if logs is None:
                 return

@@ -1,4 +1,5 @@
-"""What a built detector is, as data that survives saving: `DetectorConfig` and `detector_config(model)`.
+"""What a built detector is, as data that survives saving: `DetectorConfig` and `detector_config(model)`;
+`is_detector(model)`, the one test of "is this a detector" every room asks.
 
 `SSDLite` attaches the config as `model.detector_config`. A model reloaded from a .keras / SavedModel file
 has lost that attribute; `detector_config` then reads it back from the graph itself (input size, map sizes
@@ -58,6 +59,13 @@ class DetectorConfig:
 
 
 _PREDICTOR = re.compile(r"predictor_(\d+)_(box|class)_conv$")
+
+
+def is_detector(model):
+    """Whether `model` is an SSD detector: built by `SSDLite` (its `box_encodings` output), reloaded from a
+    file, or wrapped by `optimize.quantize_model` (which keeps the config as an attribute)."""
+    return getattr(model, "detector_config", None) is not None or any(
+        layer.name == "box_encodings" for layer in model.layers)
 
 
 def detector_config(model):
