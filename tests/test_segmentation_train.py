@@ -1,7 +1,8 @@
 """Training LR-ASPP in a run folder (`keras-mobilenets train --task segmentation`), one small run reused
 for every step after it: metrics.json's mIoU against masks scored here by hand, the pictures, `evaluate`,
 `predict` (mask and overlay PNGs), the TF Serving export's three signatures, `Predictor.segment` from
-.keras, SavedModel and TFLite, and `convert --mode int8` with its mIoU parity report."""
+.keras, SavedModel and TFLite, `convert --mode int8` with its mIoU parity report,
+`quantize` (QAT with the segmentation loss, int8 mIoU against float), and the run resumed after SIGKILL."""
 
 import json
 import os
@@ -103,6 +104,8 @@ def test_segmentation_run_evaluate_predict_export_and_int8(tmp_path, capsys):
     with pytest.raises(ValueError, match="not a segmentation model"):
         _classifier_predictor(tmp_path).segment(images)
 
+    _quantize(tmp_path, capsys, run, images, truth, keras_masks, test["miou"])
+
     # one table of tasks; a multi-worker run is refused for each task that is not classification
     assert set(TASK_RUNS) == {"detection", "segmentation"}
     # the plain `--task segmentation` command: 350 training images at batch 16 -> 20 epochs, 160 px
@@ -111,6 +114,38 @@ def test_segmentation_run_evaluate_predict_export_and_int8(tmp_path, capsys):
     assert RunConfig(task="segmentation").describe  # a valid config
     with pytest.raises(ValueError, match="multi-worker"):
         RunConfig(task="segmentation", strategy="multi-worker")
+
+
+def _quantize(tmp_path, capsys, run, images, truth, keras_masks, float_miou):
+    """`quantize --epochs 1` of the run's model: QAT steps with the segmentation loss (history.csv monitors
+    val_miou), an int8 file (every op int8) whose mIoU on the test masks, computed here from its own
+    masks, is metrics.json's, and the float model's mIoU beside it."""
+    from keras_mobilenets.app.cli import main
+    from keras_mobilenets.deploy.predictor import Predictor
+    from keras_mobilenets.deploy.tflite import run_tflite
+
+    best, out = os.path.join(run, "best.keras"), str(tmp_path / "qat")
+    assert main(["quantize", best, "--out", out, "--epochs", "1", "--min-agreement", "0.8"]) == 0
+    assert "test mIoU on 6 images: float Keras" in capsys.readouterr().out
+    with open(os.path.join(out, "metrics.json")) as handle:
+        quantized = json.load(handle)
+    assert quantized["task"] == "segmentation" and quantized["split"] == "test" and quantized["images"] == 6
+    assert quantized["qat_epochs"] == 1 and quantized["monitor"] == "val_miou"
+    assert quantized["tflite"]["non_int8_ops"] == [] and quantized["tflite"]["mode"] == "qat-int8"
+    assert quantized["float_keras_miou"] == pytest.approx(float_miou, abs=1e-6)
+    with open(os.path.join(out, "history.csv")) as handle:
+        assert "val_miou" in handle.readline()
+    int8_file = os.path.join(out, "model_int8.tflite")
+    lite_masks = run_tflite(int8_file, images)[0].argmax(-1)  # LiteRT's reference kernels, as the report's
+    assert quantized["int8_tflite_miou"] == pytest.approx(_iou_by_hand(truth, lite_masks, 4), abs=1e-6)
+    parity = quantized["parity"]
+    assert parity["images"] == 6 and parity["pixel_agreement"] >= 0.8
+    assert parity["tflite_miou"] == quantized["int8_tflite_miou"]
+    assert (lite_masks == keras_masks).mean() > 0.8  # against the float model
+    # Predictor runs XNNPACK, whose int8 rounding moves a few pixels on a barely trained model's near-ties
+    assert (Predictor(int8_file).segment(images) == lite_masks).mean() > 0.95
+    # (`convert --mode qat-int8 --qat-epochs N` runs the same segmentation_runs.model_data and fine_tune_qat;
+    # not run here: another ~45 s of CI)
 
 
 def _classifier_predictor(tmp_path):

@@ -607,7 +607,8 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
                  output_type="float32", min_top1_agreement=0.98, overwrite=False, verbose=1, per_channel=True):
     """QAT fine-tuning of a trained classifier, ending in its int8 TFLite file (what `quantize` runs); a
     detector: `detection_runs.quantize_detector` (mAP instead of accuracy; `min_top1_agreement` is the
-    fraction of TFLite boxes that must match a QAT Keras box).
+    fraction of TFLite boxes that must match a QAT Keras box); a segmentation model:
+    `segmentation_runs.quantize` (mIoU; `min_top1_agreement` is the pixel agreement).
 
     Data: the model's run folder (same splits and augmentation as its training), or `data_dir` (a folder
     or "digits", split 70/10/20). `out_dir` keeps quantize.json (re-running the same call resumes the
@@ -633,10 +634,12 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
     model = keras.saving.load_model(model_path)
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     detector = detection_runs.is_model(model)
+    segmenter = segmentation_runs.is_model(model)
     if detector and output_type != "float32":
         raise ValueError(f"output_type={output_type!r} is not allowed for a detector: its post-processing op "
                          "returns float32 boxes and scores")
-    data = detection_runs.model_data(model_path, data_dir, size) if detector else model_data(model_path, data_dir, size)
+    reader = detection_runs.model_data if detector else segmentation_runs.model_data if segmenter else model_data
+    data = reader(model_path, data_dir, size)
     with run_lock(out_dir):
         if not same:  # every input is checked by now
             _clear_run(out_dir)
@@ -645,6 +648,9 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
         if detector:  # a few QAT epochs: no checkpoints, a re-run starts them again
             return detection_runs.quantize_detector(model, data, out_dir, epochs, learning_rate, input_type,
                                                     min_top1_agreement, per_channel, verbose)
+        if segmenter:  # min_top1_agreement: the share of pixels whose class agrees with the QAT model's
+            return segmentation_runs.quantize(model, data, out_dir, epochs, learning_rate, input_type,
+                                              output_type, min_top1_agreement, per_channel, verbose)
         return _quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type,
                          min_top1_agreement, verbose, per_channel)
 
