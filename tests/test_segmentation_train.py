@@ -1,7 +1,7 @@
 """Training LR-ASPP in a run folder (`keras-mobilenets train --task segmentation`), one small run reused
 for every step after it: metrics.json's mIoU against masks scored here by hand, the pictures, `evaluate`,
 `predict` (mask and overlay PNGs), the TF Serving export's three signatures, `Predictor.segment` from
-.keras, SavedModel and TFLite, `convert --mode int8` with its mIoU parity report,
+.keras, SavedModel and TFLite, `convert --mode int8` with its mIoU parity report, float32 TFLite masks,
 `quantize` (QAT with the segmentation loss, int8 mIoU against float), and the run resumed after SIGKILL."""
 
 import json
@@ -24,7 +24,7 @@ def _iou_by_hand(truth, predicted, classes):
     return float(np.mean(ious))
 
 
-def test_segmentation_run_evaluate_predict_export_and_int8(tmp_path, capsys):
+def test_segmentation_run_evaluate_predict_export_and_int8(tmp_path, capsys, photos):
     import tensorflow as tf
     from PIL import Image
 
@@ -103,6 +103,17 @@ def test_segmentation_run_evaluate_predict_export_and_int8(tmp_path, capsys):
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-4)
     with pytest.raises(ValueError, match="not a segmentation model"):
         _classifier_predictor(tmp_path).segment(images)
+
+    # float32 TFLite (the Python API `convert --mode float32` calls): the Keras model's masks on the test
+    # scenes and on real photos
+    from keras_mobilenets.deploy.tflite import convert, run_tflite
+    from keras_mobilenets.train.segmentation_training import predict_masks
+
+    trained = keras.saving.load_model(best)
+    float_file = convert(trained, "float32")
+    assert (run_tflite(float_file, images)[0].argmax(-1) == keras_masks).mean() >= 0.99
+    scenes = tf.image.resize(photos, (64, 64)).numpy()
+    assert (run_tflite(float_file, scenes)[0].argmax(-1) == predict_masks(trained, scenes)).mean() >= 0.99
 
     _quantize(tmp_path, capsys, run, images, truth, keras_masks, test["miou"])
 
