@@ -166,3 +166,29 @@ def _classifier_predictor(tmp_path):
     path = str(tmp_path / "classifier.keras")
     create_classifier("v2", 3, alpha=0.35, image_size=32).save(path)
     return Predictor(path)
+
+
+def test_deeplabv3_head_for_segmentation_runs(tmp_path, capsys):
+    """`train --task segmentation --head deeplabv3`: the run's config builds Mobile DeepLabv3 (no ASPP) in
+    place of LR-ASPP, config.json round-trips it (older files without "head" read as LR-ASPP), and any
+    other task refuses the flag before training."""
+    from keras_mobilenets.app.cli import main
+    from keras_mobilenets.app.runs import RunConfig, build_classifier
+
+    config = RunConfig(task="segmentation", data="shapes", head="deeplabv3", alpha=0.35, image_size=64,
+                       bn_momentum=None)
+    model = build_classifier(config, 4)
+    names = {layer.name for layer in model.layers}
+    assert "aspp0" in names and "aspp1" not in names and not any(n.startswith("lraspp") for n in names)
+    assert model.output.shape == (None, 64, 64, 4)
+    assert config.describe().startswith("Mobile DeepLabv3 on MobileNetV2 0.35, 64 px")
+    assert RunConfig.from_json(config.to_json()) == config
+    older = {k: v for k, v in config.to_json().items() if k != "head"}
+    assert RunConfig.from_json(older).describe().startswith("LR-ASPP on MobileNetV2")
+    lraspp = build_classifier(RunConfig.from_json(older), 4)
+    assert "lraspp_conv" in {layer.name for layer in lraspp.layers}
+    with pytest.raises(ValueError, match="head='unet' is not allowed"):
+        RunConfig(task="segmentation", head="unet")
+    assert main(["train", "--head", "deeplabv3", "--out", str(tmp_path / "run")]) == 2
+    assert "head='deeplabv3' is not allowed with task='classification'" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "run")

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from keras_mobilenets.app import segmentation_runs
 from keras_mobilenets.app.runs import STRATEGIES, TASKS
 from keras_mobilenets.deploy.tflite import IO_TYPES, MODES
 from keras_mobilenets.nets.models import ARCH_NAMES as ARCHS
@@ -232,7 +233,7 @@ def _train(args):
         label_smoothing=args.label_smoothing, early_stopping_patience=args.patience,
         recalibrate_batchnorm=4 if bundled else 16)
     config = RunConfig(
-        task=args.task, class_loss=args.class_loss if detection else None, data=args.data or ("shapes" if bundled else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
+        task=args.task, class_loss=args.class_loss if detection else None, head=args.head, data=args.data or ("shapes" if bundled else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
         image_size=args.image_size, weights=None if from_scratch else args.weights,
         batch_size=args.batch_size or (16 if bundled else 32), validation_split=args.validation_split, test_split=args.test_split,
         seed=args.seed, flip=False if args.no_flip else "auto",
@@ -492,6 +493,9 @@ def build_parser():
                             "(LR-ASPP; VOC or images/ + masks/ folders)")
     train.add_argument("--class-loss", choices=("auto", "focal", "sigmoid_hard_negative"), default="auto",
                        help='detection: the class-score loss ("auto": focal)')
+    train.add_argument("--head", choices=tuple(segmentation_runs.HEADS),
+                       help="segmentation: the model's head (default lraspp: LR-ASPP; deeplabv3: Mobile DeepLabv3 "
+                            "without ASPP, output stride 16)")
     train.add_argument("--data", help='a class-per-subfolder image folder or "digits" (the bundled scans, the '
                        'default); detection: a COCO folder (instances.json), a VOC folder (Annotations/) or '
                        '"shapes" (the bundled boxes, the default); segmentation: a VOC folder (JPEGImages/, '

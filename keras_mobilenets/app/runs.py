@@ -76,6 +76,7 @@ class RunConfig:
     recipe: training.Recipe | None = None
     task: str = "classification"
     class_loss: str | None = None  # detection: "auto" picks one (see detection_runs.resolve)
+    head: str | None = None  # segmentation: "lraspp" (None: the same) or "deeplabv3"
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -83,6 +84,12 @@ class RunConfig:
         if self.class_loss not in CLASS_LOSSES:
             raise ValueError(f"class_loss={self.class_loss!r} is not allowed: class_loss must be one of "
                              f"{CLASS_LOSSES} (None: the task's choice)")
+        if self.head is not None and self.task != "segmentation":
+            raise ValueError(f"head={self.head!r} is not allowed with task={self.task!r}: the head is chosen "
+                             "for segmentation runs only")
+        if self.head not in (None, *segmentation_runs.HEADS):
+            raise ValueError(f"head={self.head!r} is not allowed: head must be one of "
+                             f"{tuple(segmentation_runs.HEADS)} (None: lraspp)")
         if self.task in TASK_RUNS and self.strategy == "multi-worker":
             raise ValueError(f"strategy='multi-worker' is not allowed with task={self.task!r}: only "
                              "classifiers train in tf_keras, and Keras 3 multi-worker runs fail "
@@ -115,7 +122,8 @@ class RunConfig:
     def describe(self):
         """The architecture in words, e.g. "MobileNetV2 0.35, 64 px" (a resolved config)."""
         name = ARCH_NAMES.get(self.arch, self.arch) + (" minimalistic" if self.minimalistic else "")
-        name = TASK_RUNS[self.task].MODEL_NAME.format(name) if self.task in TASK_RUNS else name
+        if self.task in TASK_RUNS:
+            name = TASK_RUNS[self.task].MODEL_NAME.format(name, head=segmentation_runs.HEADS[self.head or "lraspp"])
         return f"{name} {self.alpha:g}, {self.image_size} px" + (", from scratch" if self.from_scratch else "")
 
     @property

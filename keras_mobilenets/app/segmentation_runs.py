@@ -2,7 +2,7 @@
 
 `runs.train_run` keeps the folder, the lock, the marker, resume, --overwrite and `recipe.fit`; this module
 gives it the segmentation pieces: the "auto" choices, the image + mask data (a VOC folder, an images/ +
-masks/ folder, or "shapes"), the LR-ASPP model, the fit task (`SegmentationTask`: sparse cross-entropy
+masks/ folder, or "shapes"), the model (LR-ASPP, or Mobile DeepLabv3 with `head="deeplabv3"`), the fit task (`SegmentationTask`: sparse cross-entropy
 without the ignore label, best epoch by validation mIoU), and the end of the run: mIoU, per-class IoU and
 pixel accuracy of the validation and test splits in metrics.json, and pictures (segmentation.png: true
 and predicted masks over held-out images; class_iou.png: IoU per class).
@@ -14,9 +14,10 @@ import os
 import numpy as np
 
 from keras_mobilenets.fileio import read_json, write_json
+from keras_mobilenets.train.segmentation_training import HEADS
 
 SHAPES = "shapes"
-MODEL_NAME = "LR-ASPP on {}"
+MODEL_NAME = "{head} on {}"  # RunConfig.describe: the head in words (HEADS), LR-ASPP when config.head is None
 # `keras-mobilenets train --task segmentation`: measured in BENCHMARKS.md ("Segmentation training")
 AUTO_EPOCHS = (20, 60)
 AUTO_STEPS = 440  # optimizer steps an "auto" epoch count aims at from scratch (shapes at batch 16: 20 epochs)
@@ -89,7 +90,7 @@ def build(config, num_classes):
     from keras_mobilenets.app.runs import model_settings
     from keras_mobilenets.train.segmentation_training import create_segmenter
 
-    return create_segmenter(config.arch, num_classes, **model_settings(config))
+    return create_segmenter(config.arch, num_classes, head=config.head or "lraspp", **model_settings(config))
 
 
 def task(config, model):
