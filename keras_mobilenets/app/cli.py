@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+from keras_mobilenets.app import segmentation_runs
 from keras_mobilenets.app.runs import STRATEGIES, TASKS
 from keras_mobilenets.deploy.tflite import IO_TYPES, MODES
 from keras_mobilenets.nets.models import ARCH_NAMES as ARCHS
@@ -19,6 +20,9 @@ CONVERT_MODES = {
     "int8": "full integer post-training quantization, calibrated on the training images",
     "qat-int8": "quantization-aware: range calibration, --qat-epochs of QAT, then full integer",
 }
+
+
+PARITY_IMAGES = 256  # segmentation: held-out images in convert's mask parity report
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -229,7 +233,7 @@ def _train(args):
         label_smoothing=args.label_smoothing, early_stopping_patience=args.patience,
         recalibrate_batchnorm=4 if bundled else 16)
     config = RunConfig(
-        task=args.task, class_loss=args.class_loss if detection else None, data=args.data or ("shapes" if bundled else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
+        task=args.task, class_loss=args.class_loss if detection else None, head=args.head, data=args.data or ("shapes" if bundled else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
         image_size=args.image_size, weights=None if from_scratch else args.weights,
         batch_size=args.batch_size or (16 if bundled else 32), validation_split=args.validation_split, test_split=args.test_split,
         seed=args.seed, flip=False if args.no_flip else "auto",
@@ -335,11 +339,7 @@ def _convert(args):
                          "(its TFLite_Detection_PostProcess op)")
     representative, sample = _convert_data(args, model)
 
-    segmentation = segmentation_runs.is_model(model)
-    if segmentation and args.mode == "qat-int8" and args.qat_epochs:
-        raise ValueError(f"--qat-epochs {args.qat_epochs} is not allowed for a segmentation model: its QAT "
-                         "fine-tuning is not in the CLI yet; use --qat-epochs 0 (range calibration only) or "
-                         "--mode int8 (post-training quantization)")
+    segmentation, float_model = segmentation_runs.is_model(model), model
     if args.mode == "qat-int8" and args.qat_epochs:
         # `fine_tune_qat`, the same QAT fit as `keras-mobilenets quantize` (which resumes; this does not)
         import tempfile
@@ -347,10 +347,16 @@ def _convert(args):
         from keras_mobilenets import optimize
         from keras_mobilenets.app.runs import model_data
 
-        data = model_data(args.model, args.data, tuple(int(d) for d in model.inputs[0].shape[1:3]))
+        size = tuple(int(d) for d in model.inputs[0].shape[1:3])
         with tempfile.TemporaryDirectory() as scratch:
-            model = optimize.fine_tune_qat(model, data, scratch, epochs=args.qat_epochs,
-                                           learning_rate=args.qat_lr, per_channel=not args.per_tensor).model
+            if segmentation:  # the task's loss (ignore label left out), the best epoch by validation mIoU
+                data = segmentation_runs.model_data(args.model, args.data, size)
+                model = segmentation_runs.fine_tune_qat(model, data, scratch, args.qat_epochs, args.qat_lr,
+                                                        per_channel=not args.per_tensor).model
+            else:
+                data = model_data(args.model, args.data, size)
+                model = optimize.fine_tune_qat(model, data, scratch, epochs=args.qat_epochs,
+                                               learning_rate=args.qat_lr, per_channel=not args.per_tensor).model
     elif args.mode == "qat-int8":  # calibration only
         from keras_mobilenets import optimize
 
@@ -365,10 +371,15 @@ def _convert(args):
     if segmentation:
         from keras_mobilenets.deploy.segmentation_tflite import segmentation_parity
 
-        parity = segmentation_parity(model, args.out, sample)
-        print(f"held-out masks of {parity['images']} images: pixel agreement with Keras "
-              f"{parity['pixel_agreement']:.4f}; mIoU Keras {parity['keras_miou']:.4f}, TFLite "
-              f"{parity['tflite_miou']:.4f}; TFLite vs Keras masks mIoU {parity['tflite_vs_keras_miou']:.4f}")
+        parity = segmentation_parity(model, args.out, sample, limit=PARITY_IMAGES)
+        keras = "QAT Keras" if model is not float_model else "Keras"
+        print(f"held-out masks of {parity['images']} images: pixel agreement with {keras} "
+              f"{parity['pixel_agreement']:.4f}; mIoU {keras} {parity['keras_miou']:.4f}, TFLite "
+              f"{parity['tflite_miou']:.4f}; TFLite vs {keras} masks mIoU {parity['tflite_vs_keras_miou']:.4f}")
+        if model is not float_model:  # QAT changed the weights: the file against the float model too
+            against = segmentation_parity(float_model, args.out, sample, limit=PARITY_IMAGES)
+            print(f"float Keras mIoU {against['keras_miou']:.4f} on the same images; pixel agreement of the "
+                  f"file with the float model {against['pixel_agreement']:.4f}")
     return 0
 
 
@@ -409,6 +420,15 @@ def _quantize(args):
               f"{metrics['float_keras_map_50']:.4f}, QAT int8 TFLite {metrics['int8_tflite_map_50']:.4f}")
         print(f"wrote {metrics['tflite']['path']} ({metrics['tflite']['size_bytes'] / 1e6:.2f} MB); computing "
               f"in float: {', '.join(metrics['tflite']['non_int8_ops']) or 'none'}")
+        return 0
+    if metrics.get("task") == "segmentation":
+        parity = metrics["parity"]
+        print(f"{metrics['split']} mIoU on {metrics['images']} images: float Keras {metrics['float_keras_miou']:.4f}, "
+              f"QAT Keras {metrics['qat_keras_miou']:.4f}, int8 TFLite {metrics['int8_tflite_miou']:.4f}; "
+              f"pixel agreement with QAT Keras {parity['pixel_agreement']:.4f}, TFLite vs QAT Keras masks mIoU "
+              f"{parity['tflite_vs_keras_miou']:.4f}")
+        print(f"wrote {metrics['tflite']['path']} ({metrics['tflite']['size_bytes'] / 1e6:.2f} MB); "
+              f"non-int8 ops: {', '.join(metrics['tflite']['non_int8_ops']) or 'none'}")
         return 0
     print(f"{metrics['split']} accuracy on {metrics['images']} images: float Keras "
           f"{metrics['float_keras_accuracy']:.4f}, QAT Keras {metrics['qat_keras_accuracy']:.4f}, "
@@ -473,6 +493,9 @@ def build_parser():
                             "(LR-ASPP; VOC or images/ + masks/ folders)")
     train.add_argument("--class-loss", choices=("auto", "focal", "sigmoid_hard_negative"), default="auto",
                        help='detection: the class-score loss ("auto": focal)')
+    train.add_argument("--head", choices=tuple(segmentation_runs.HEADS),
+                       help="segmentation: the model's head (default lraspp: LR-ASPP; deeplabv3: Mobile DeepLabv3 "
+                            "without ASPP, output stride 16)")
     train.add_argument("--data", help='a class-per-subfolder image folder or "digits" (the bundled scans, the '
                        'default); detection: a COCO folder (instances.json), a VOC folder (Annotations/) or '
                        '"shapes" (the bundled boxes, the default); segmentation: a VOC folder (JPEGImages/, '
@@ -535,8 +558,9 @@ def build_parser():
     convert = command("convert", help="TFLite file with a LiteRT parity report",
                       description="TFLite file with a LiteRT parity report. Modes:\n" + "\n".join(
                           f"  {mode:<9} {text}" for mode, text in CONVERT_MODES.items()))
-    convert.add_argument("model", help="a .keras classifier or SSDLite detector (e.g. runs/NAME/best.keras); a "
-                         "detector's file ends in TFLite_Detection_PostProcess (modes float32, int8, qat-int8)")
+    convert.add_argument("model", help="a .keras classifier, SSDLite detector or segmentation model (e.g. "
+                         "runs/NAME/best.keras); a detector's file ends in TFLite_Detection_PostProcess (modes "
+                         "float32, int8, qat-int8)")
     convert.add_argument("--mode", default="float32", choices=MODES,
                          help="what the file stores (see the modes above)")
     convert.add_argument("--out", required=True, help="the .tflite file to write")
@@ -559,9 +583,11 @@ def build_parser():
     convert.set_defaults(run=_convert)
 
     quantize = command("quantize", help="QAT fine-tuning of a trained model, then int8 TFLite")
-    quantize.add_argument("model", help="a .keras classifier or SSDLite detector (e.g. runs/NAME/best.keras)")
+    quantize.add_argument("model", help="a .keras classifier, SSDLite detector or segmentation model (e.g. "
+                          "runs/NAME/best.keras)")
     quantize.add_argument("--out", required=True, help="the QAT run folder (re-run to resume)")
-    quantize.add_argument("--data", help='image folder or "digits" (default: the model\'s run folder)')
+    quantize.add_argument("--data", help='image folder or "digits"; a segmentation model: a VOC or images/ + '
+                          'masks/ folder or "shapes" (default: the model\'s run folder)')
     quantize.add_argument("--epochs", type=int, default=2, help="QAT epochs")
     quantize.add_argument("--lr", type=float, default=1e-4, help="QAT learning rate")
     quantize.add_argument("--input-type", default="float32", choices=IO_TYPES,

@@ -76,6 +76,7 @@ class RunConfig:
     recipe: training.Recipe | None = None
     task: str = "classification"
     class_loss: str | None = None  # detection: "auto" picks one (see detection_runs.resolve)
+    head: str | None = None  # segmentation: "lraspp" (None: the same) or "deeplabv3"
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -83,6 +84,12 @@ class RunConfig:
         if self.class_loss not in CLASS_LOSSES:
             raise ValueError(f"class_loss={self.class_loss!r} is not allowed: class_loss must be one of "
                              f"{CLASS_LOSSES} (None: the task's choice)")
+        if self.head is not None and self.task != "segmentation":
+            raise ValueError(f"head={self.head!r} is not allowed with task={self.task!r}: the head is chosen "
+                             "for segmentation runs only")
+        if self.head not in (None, *segmentation_runs.HEADS):
+            raise ValueError(f"head={self.head!r} is not allowed: head must be one of "
+                             f"{tuple(segmentation_runs.HEADS)} (None: lraspp)")
         if self.task in TASK_RUNS and self.strategy == "multi-worker":
             raise ValueError(f"strategy='multi-worker' is not allowed with task={self.task!r}: only "
                              "classifiers train in tf_keras, and Keras 3 multi-worker runs fail "
@@ -115,7 +122,8 @@ class RunConfig:
     def describe(self):
         """The architecture in words, e.g. "MobileNetV2 0.35, 64 px" (a resolved config)."""
         name = ARCH_NAMES.get(self.arch, self.arch) + (" minimalistic" if self.minimalistic else "")
-        name = TASK_RUNS[self.task].MODEL_NAME.format(name) if self.task in TASK_RUNS else name
+        if self.task in TASK_RUNS:
+            name = TASK_RUNS[self.task].MODEL_NAME.format(name, head=segmentation_runs.HEADS[self.head or "lraspp"])
         return f"{name} {self.alpha:g}, {self.image_size} px" + (", from scratch" if self.from_scratch else "")
 
     @property
@@ -607,7 +615,8 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
                  output_type="float32", min_top1_agreement=0.98, overwrite=False, verbose=1, per_channel=True):
     """QAT fine-tuning of a trained classifier, ending in its int8 TFLite file (what `quantize` runs); a
     detector: `detection_runs.quantize_detector` (mAP instead of accuracy; `min_top1_agreement` is the
-    fraction of TFLite boxes that must match a QAT Keras box).
+    fraction of TFLite boxes that must match a QAT Keras box); a segmentation model:
+    `segmentation_runs.quantize` (mIoU; `min_top1_agreement` is the pixel agreement).
 
     Data: the model's run folder (same splits and augmentation as its training), or `data_dir` (a folder
     or "digits", split 70/10/20). `out_dir` keeps quantize.json (re-running the same call resumes the
@@ -633,11 +642,13 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
     model = keras.saving.load_model(model_path)
     size = tuple(int(d) for d in model.inputs[0].shape[1:3])
     detector = detection_runs.is_model(model)
+    segmenter = segmentation_runs.is_model(model)
     if detector:  # before the QAT epochs
         from keras_mobilenets.deploy.detection_tflite import check_detector_arguments
 
         check_detector_arguments("qat-int8", output_type)
-    data = detection_runs.model_data(model_path, data_dir, size) if detector else model_data(model_path, data_dir, size)
+    reader = detection_runs.model_data if detector else segmentation_runs.model_data if segmenter else model_data
+    data = reader(model_path, data_dir, size)
     with run_lock(out_dir):
         if not same:  # every input is checked by now
             _clear_run(out_dir)
@@ -646,6 +657,9 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
         if detector:  # the QAT fit keeps its checkpoints in out_dir: a re-run resumes it
             return detection_runs.quantize_detector(model, data, out_dir, epochs, learning_rate, input_type,
                                                     min_top1_agreement, per_channel, verbose, output_type)
+        if segmenter:  # min_top1_agreement: the share of pixels whose class agrees with the QAT model's
+            return segmentation_runs.quantize(model, data, out_dir, epochs, learning_rate, input_type,
+                                              output_type, min_top1_agreement, per_channel, verbose)
         return _quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type,
                          min_top1_agreement, verbose, per_channel)
 

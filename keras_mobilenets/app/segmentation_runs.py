@@ -2,7 +2,7 @@
 
 `runs.train_run` keeps the folder, the lock, the marker, resume, --overwrite and `recipe.fit`; this module
 gives it the segmentation pieces: the "auto" choices, the image + mask data (a VOC folder, an images/ +
-masks/ folder, or "shapes"), the LR-ASPP model, the fit task (`SegmentationTask`: sparse cross-entropy
+masks/ folder, or "shapes"), the model (LR-ASPP, or Mobile DeepLabv3 with `head="deeplabv3"`), the fit task (`SegmentationTask`: sparse cross-entropy
 without the ignore label, best epoch by validation mIoU), and the end of the run: mIoU, per-class IoU and
 pixel accuracy of the validation and test splits in metrics.json, and pictures (segmentation.png: true
 and predicted masks over held-out images; class_iou.png: IoU per class).
@@ -14,9 +14,10 @@ import os
 import numpy as np
 
 from keras_mobilenets.fileio import read_json, write_json
+from keras_mobilenets.train.segmentation_training import HEADS
 
 SHAPES = "shapes"
-MODEL_NAME = "LR-ASPP on {}"
+MODEL_NAME = "{head} on {}"  # RunConfig.describe: the head in words (HEADS), LR-ASPP when config.head is None
 # `keras-mobilenets train --task segmentation`: measured in BENCHMARKS.md ("Segmentation training")
 AUTO_EPOCHS = (20, 60)
 AUTO_STEPS = 440  # optimizer steps an "auto" epoch count aims at from scratch (shapes at batch 16: 20 epochs)
@@ -89,7 +90,7 @@ def build(config, num_classes):
     from keras_mobilenets.app.runs import model_settings
     from keras_mobilenets.train.segmentation_training import create_segmenter
 
-    return create_segmenter(config.arch, num_classes, **model_settings(config))
+    return create_segmenter(config.arch, num_classes, head=config.head or "lraspp", **model_settings(config))
 
 
 def task(config, model):
@@ -206,6 +207,66 @@ def model_pipelines(model_path, data, size, batch_size=16):
     loaded = from_segmentation_folder(data_dir(data), tuple(size), batch_size=batch_size, validation_split=0.2,
                                       test_split=0.0, augmentation=None)
     return loaded.train, loaded.validation
+
+
+def model_data(model_path, data, size):
+    """The (image, mask) data a saved segmentation model is quantized with: its run folder's own splits
+    and augmentation (config.json next to it), or `data` (a folder or "shapes", split 70/10/20, no
+    augmentation)."""
+    from dataclasses import replace
+
+    from keras_mobilenets.app.runs import _read_config
+    from keras_mobilenets.data.segmentation import from_segmentation_folder
+
+    if data is None:
+        config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+        if not os.path.exists(config_path):
+            raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass "
+                             "--data with a segmentation folder (or shapes)")
+        config = _read_config(config_path)
+        return load_data(replace(config, image_size=size[0]), data_dir(config.data))
+    return from_segmentation_folder(data_dir(data), tuple(size), validation_split=0.1, test_split=0.2,
+                                    augmentation=None)
+
+
+def fine_tune_qat(model, data, out_dir, epochs, learning_rate, per_channel=True, verbose=1):
+    """`optimize.fine_tune_qat` with the segmentation task (sparse cross-entropy without the ignore label,
+    the kept epoch the best by validation mIoU); the FitResult, its `.model` the QAT model."""
+    from keras_mobilenets import optimize
+    from keras_mobilenets.train.segmentation_training import SegmentationTask
+
+    return optimize.fine_tune_qat(model, data, out_dir, epochs=epochs, learning_rate=learning_rate,
+                                  per_channel=per_channel, verbose=verbose,
+                                  task=SegmentationTask(data.num_classes, data.ignore_label))
+
+
+def quantize(model, data, out_dir, epochs, learning_rate, input_type, output_type, min_agreement,
+             per_channel, verbose=1):
+    """`runs.quantize_run` for a segmentation model: QAT (`fine_tune_qat`), model_int8.tflite (qat-int8,
+    int8 from input to classifier; its pixel agreement with the QAT model must reach `min_agreement`),
+    and in metrics.json the mIoU of the float Keras model, the QAT Keras model and the int8 file on the
+    whole held-out split, with the file's parity report (`segmentation_parity` against the QAT model)."""
+    from dataclasses import asdict
+
+    from keras_mobilenets.deploy.segmentation_tflite import segmentation_parity
+    from keras_mobilenets.deploy.tflite import export_tflite
+    from keras_mobilenets.train.segmentation_training import evaluate_segmenter
+
+    split = "test" if data.test is not None else "validation"
+    held_out = getattr(data, split)
+    result = fine_tune_qat(model, data, out_dir, epochs, learning_rate, per_channel, verbose)
+    path = os.path.join(out_dir, "model_int8.tflite")
+    report = export_tflite(result.model, path, mode="qat-int8", sample=held_out, input_type=input_type,
+                           output_type=output_type, min_top1_agreement=min_agreement, overwrite=True,
+                           per_channel=per_channel)
+    parity = segmentation_parity(result.model, path, held_out, data.ignore_label, limit=None)
+    float_miou = evaluate_segmenter(model, held_out, data.num_classes, data.ignore_label, keep=0)[0]["miou"]
+    metrics = {"task": "segmentation", "split": split, "images": parity["images"],
+               "qat_epochs": result.epochs_run, "float_keras_miou": float_miou,
+               "qat_keras_miou": parity["keras_miou"], "int8_tflite_miou": parity["tflite_miou"],
+               "parity": parity, "tflite": asdict(report), "best": result.best, "monitor": result.monitor}
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics
 
 
 def evaluate_model(model, model_path, data=None, split="test", batch_size=32, out_dir=None):

@@ -19,14 +19,15 @@ def _pairs(dataset, limit):
         images.append(np.asarray(batch_images, np.float32))
         masks.append(np.asarray(batch_masks))
         count += len(images[-1])
-        if count >= limit:
+        if limit is not None and count >= limit:
             break
     return np.concatenate(images)[:limit], np.concatenate(masks)[:limit]
 
 
 def segmentation_parity(model, tflite, dataset, ignore_label=IGNORE_LABEL, limit=64, num_threads=2):
     """{"images", "pixel_agreement", "keras_miou", "tflite_miou", "tflite_vs_keras_miou"} of a TFLite
-    file (path or bytes) and its Keras `model` on up to `limit` (image, mask) pairs of `dataset`."""
+    file (path or bytes) and its Keras `model` on up to `limit` (image, mask) pairs of `dataset` (None:
+    all of them)."""
     images, truths = _pairs(dataset, limit)
     classes = int(model.outputs[0].shape[-1])
     keras_masks = predict_masks(model, images)

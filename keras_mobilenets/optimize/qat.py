@@ -308,10 +308,13 @@ def set_weight_ranges(qat_model):
 
 
 def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibration_batches=8, verbose=1,
-                  per_channel=True):
+                  per_channel=True, task=None):
     """QAT of a trained Keras 3 classifier on `data` (an ImageData): wrap, calibrate the ranges, fit.
 
     `per_channel=False`: one weight range per tensor (see `quantize_model`), for a smaller int8 file.
+    `task`: `recipe.fit`'s task hook for another kind of model (a segmentation model:
+    `SegmentationTask`, its data a `from_segmentation_folder` result); the fit then uses the task's loss
+    and monitor (validation mIoU), and "validation cross-entropy" below is the task's loss.
 
     The fit is `training.fit` (checkpoints, BackupAndRestore resume, CSV history, early stopping) on
     every layer with BatchNorm frozen, a small constant-then-cosine learning rate and no label smoothing.
@@ -327,20 +330,45 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
     calibrate(qat, data.train, calibration_batches)
     calibrated = None
     if data.validation is not None:
-        calibrated = cross_entropy(qat, data.validation)
+        calibrated = _validation_loss(qat, data, task)
         snapshot = training.weights_file(qat, out_dir, "calibrated")
         os.makedirs(out_dir, exist_ok=True)
         qat.save_weights(snapshot)
     recipe = training.Recipe(epochs=epochs, freeze_backbone=False, train_batchnorm=False,
                              learning_rate=learning_rate, warmup_epochs=0.0, label_smoothing=0.0,
                              tensorboard=False)
-    result = training.fit(qat, data, out_dir, recipe, verbose=verbose)
+    result = training.fit(qat, data, out_dir, recipe, verbose=verbose, task=task)
     set_weight_ranges(qat)  # the last training step recorded the ranges of the weights before its update
-    if calibrated is not None and (result.best is None or cross_entropy(qat, data.validation) > calibrated):
+    if calibrated is not None and (result.best is None or _validation_loss(qat, data, task) > calibrated):
         qat.load_weights(snapshot)
-        accuracy = training.evaluate(qat, data.validation, data.class_names)["accuracy"]
-        result = dataclasses.replace(result, best_weights=snapshot, best=accuracy)
+        result = dataclasses.replace(result, best_weights=snapshot, best=_validation_score(qat, data, task))
     return result
+
+
+def _validation_loss(model, data, task):
+    """The mean loss of `model` on `data.validation`: a classifier's cross-entropy, or `task`'s loss
+    (label smoothing 0) on its prepared targets, in inference mode."""
+    if task is None:
+        return cross_entropy(model, data.validation)
+    loss = task.loss(get_flavor("tf_keras").keras, 0.0)
+    total, count = 0.0, 0
+    for images, targets in task.prepare(data.validation, data, False):
+        total += float(loss(targets, model(images, training=False))) * len(images)
+        count += len(images)
+    return total / max(count, 1)
+
+
+def _validation_score(model, data, task):
+    """What `fit` monitors, on `data.validation`: a classifier's accuracy, or `task`'s first metric (a
+    segmentation model: mIoU over the whole split)."""
+    if task is None:
+        from keras_mobilenets.train import recipe as training
+
+        return training.evaluate(model, data.validation, data.class_names)["accuracy"]
+    metric = task.metrics(get_flavor("tf_keras").keras)[0]
+    for images, targets in task.prepare(data.validation, data, False):
+        metric.update_state(targets, model(images, training=False))
+    return float(metric.result())
 
 
 def fine_tune_qat_detector(model, data, epochs=1, learning_rate=1e-4, calibration_batches=8, out_dir=None,

@@ -10,22 +10,30 @@ held-out numbers of a run (`train.metrics.ConfusionMatrix`: mIoU, per-class IoU,
 import numpy as np
 import tensorflow as tf
 
-from keras_mobilenets.nets.segmentation import LRASPP
+from keras_mobilenets.nets.segmentation import LRASPP, DeepLabV3
 from keras_mobilenets.train.metrics import IGNORE_LABEL, ConfusionMatrix, segmentation_miou
 
 MONITOR = "val_miou"
+# create_segmenter's heads, in words: LR-ASPP (V3 paper); Mobile DeepLabv3 without ASPP (V2 paper, Table 7)
+HEADS = {"lraspp": "LR-ASPP", "deeplabv3": "Mobile DeepLabv3"}
 
 
-def create_segmenter(arch, num_classes, *, alpha=1.0, image_size=160, minimalistic=False, weights=None,
-                     bn_momentum=None, output_stride=16, filters=128, flavor="keras"):
-    """LR-ASPP (paper preset: reduced tail) on a MobileNet backbone, [0, 255] pixels in, logits out."""
+def create_segmenter(arch, num_classes, *, head="lraspp", alpha=1.0, image_size=160, minimalistic=False,
+                     weights=None, bn_momentum=None, output_stride=16, filters=None, flavor="keras"):
+    """A segmentation model on a MobileNet backbone, [0, 255] pixels in, logits out: `head` "lraspp"
+    (LR-ASPP, paper preset: reduced tail; `filters` default 128) or "deeplabv3" (Mobile DeepLabv3: the
+    image-pooling and 1x1 branches, no ASPP, features of the second-last layer; `filters` default 256)."""
+    if head not in HEADS:
+        raise ValueError(f"head={head!r} is not allowed: head must be one of {tuple(HEADS)}")
     if bn_momentum is not None and not 0 <= bn_momentum < 1:
         raise ValueError(f"bn_momentum={bn_momentum!r} is not allowed: bn_momentum must be in [0, 1) or None")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     backbone = f"{arch}-minimalistic" if minimalistic and str(arch).startswith("v3") else arch
-    return LRASPP(backbone=backbone, num_classes=num_classes, input_shape=(*size, 3), alpha=alpha,
-                  output_stride=output_stride, filters=filters, weights=weights, bn_momentum=bn_momentum,
-                  flavor=flavor)
+    common = dict(backbone=backbone, num_classes=num_classes, input_shape=(*size, 3), alpha=alpha,
+                  output_stride=output_stride, weights=weights, bn_momentum=bn_momentum, flavor=flavor)
+    if head == "deeplabv3":
+        return DeepLabV3(aspp=False, filters=filters or 256, **common)
+    return LRASPP(filters=filters or 128, **common)
 
 
 def is_segmenter(model):
