@@ -194,11 +194,14 @@ def test_detector_saved_model_and_predictor_in_three_formats(tmp_path):
 
 def test_detection_run_settings_and_bad_input():
     from keras_mobilenets.app import detection_runs
-    from keras_mobilenets.app.runs import RunConfig
+    from keras_mobilenets.app.runs import RunConfig, scratch_learning_rate
     from keras_mobilenets.train.recipe import CLASSIFICATION, rank
 
     # the plain `--data shapes` command: 350 training images at batch 16 -> 40 epochs of 22 steps, 160 px
     assert detection_runs.auto_epochs(350, 16) == 40 and detection_runs.auto_image_size(160) == 160
+    # from scratch a detector's peak learning rate is 1e-2 (BENCHMARKS.md), the other tasks' 5e-3
+    assert scratch_learning_rate("detection") == 1e-2 and scratch_learning_rate("segmentation") == 5e-3
+    assert scratch_learning_rate("classification") == 5e-3
     assert detection_runs.auto_image_size(40) == 160 and detection_runs.auto_image_size(640) == 320
     assert RunConfig(task="detection").describe  # a valid config
     with pytest.raises(ValueError, match="task='keypoints' is not allowed"):

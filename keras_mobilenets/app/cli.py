@@ -216,7 +216,7 @@ def _write_masks(predictor, args):
 
 
 def _train(args):
-    from keras_mobilenets.app.runs import RunConfig, train_run
+    from keras_mobilenets.app.runs import RunConfig, scratch_learning_rate, train_run
     from keras_mobilenets.train.recipe import Recipe
 
     from_scratch = args.weights in (None, "none")
@@ -227,7 +227,8 @@ def _train(args):
         epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_blocks="all" if args.fine_tune_blocks == "all" else int(args.fine_tune_blocks),
         freeze_backbone=not from_scratch, train_batchnorm=True if args.train_batchnorm else None,
-        learning_rate=args.lr if args.lr is not None else (5e-3 if from_scratch else 1e-3),
+        learning_rate=args.lr if args.lr is not None else
+        (scratch_learning_rate(args.task) if from_scratch else 1e-3),
         fine_tune_learning_rate=args.fine_tune_lr,
         warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, early_stopping_patience=args.patience,
@@ -515,7 +516,7 @@ def build_parser():
     train.add_argument("--train-batchnorm", action="store_true",
                        help="let BatchNorm layers train in stage 2 (frozen by default)")
     train.add_argument("--batch-size", type=int, help="images per training step (default 32; detection 16)")
-    train.add_argument("--lr", type=float, help="peak learning rate (default 5e-3 from scratch, 1e-3 else)")
+    train.add_argument("--lr", type=float, help="peak learning rate (default from scratch 5e-3, detection 1e-2; 1e-3 else)")
     train.add_argument("--fine-tune-lr", type=float, default=1e-4, help="peak learning rate of stage 2")
     train.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up at each stage's start")
     train.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")

@@ -231,6 +231,11 @@ def resolve(config):
     return resolved, chosen
 
 
+def scratch_learning_rate(task):
+    """The peak learning rate of a run from scratch: the task's own `AUTO_LR` where it has one, else 5e-3."""
+    return getattr(TASK_RUNS.get(task), "AUTO_LR", 5e-3)
+
+
 def resolve_task(config, images, side, choices, auto_epochs, extra=None):
     """`resolve` for a task of TASK_RUNS: `choices(scratch, train_images, side)` gives the task's "auto"
     values (those the config leaves "auto" are taken), `extra` what the task adds (a class loss); the
@@ -239,7 +244,8 @@ def resolve_task(config, images, side, choices, auto_epochs, extra=None):
     train_images = max(1, round(images * (1 - config.validation_split - config.test_split)))
     chosen = {k: v for k, v in choices(scratch, train_images, side).items() if getattr(config, k) == AUTO}
     chosen.update(extra or {})
-    recipe = config.recipe or training.Recipe(epochs=AUTO, freeze_backbone=not scratch, learning_rate=5e-3,
+    recipe = config.recipe or training.Recipe(epochs=AUTO, freeze_backbone=not scratch,
+                                              learning_rate=scratch_learning_rate(config.task),
                                               fine_tune_epochs=0 if scratch else 10, recalibrate_batchnorm=4)
     if recipe.epochs == AUTO:
         epochs = auto_epochs(train_images, config.batch_size) if scratch else 10
