@@ -7,7 +7,7 @@ run; ratios are what to read. PTQ calibrates on 100 training images; QAT is `fin
 (calibration, then `--qat-epochs` over the training split). Train the detector first with the plain command:
 
     keras-mobilenets train --task detection --out runs/det
-    python benchmarks/bench_detection_tflite.py --model runs/det/best.keras --out runs/det-tflite
+    python benchmarks/bench_detection_tflite.py --model runs/det/best.keras --out runs/det-tflite [--regular-nms]
 """
 
 import argparse
@@ -28,6 +28,8 @@ def main():
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--regular-nms", action="store_true",
+                        help="also float32 and int8 PTQ files with the op's regular (per-class) NMS, as Keras'")
     args = parser.parse_args()
 
     import keras
@@ -48,15 +50,19 @@ def main():
     rows, contents = {}, {}
     keras_map = evaluate_detector(model, test, records, data.class_names)[0]
     rows["Keras float32"] = {"mAP@.5": keras_map["map_50"], "mAP": keras_map["map"]}
-    for name, mode in (("TFLite float32", "float32"), ("TFLite int8 PTQ", "int8"), ("TFLite int8 QAT", "qat-int8")):
+    files = [("TFLite float32", "float32", False), ("TFLite int8 PTQ", "int8", False),
+             ("TFLite int8 QAT", "qat-int8", False)]
+    if args.regular_nms:
+        files += [("TFLite float32, regular NMS", "float32", True), ("TFLite int8 PTQ, regular NMS", "int8", True)]
+    for name, mode, regular in files:
         started = time.perf_counter()
         source, reference = model, None
         if mode == "qat-int8":
             source = reference = optimize.fine_tune_qat_detector(model, data, epochs=args.qat_epochs)
-        path = os.path.join(args.out, f"detector_{mode}.tflite")
+        path = os.path.join(args.out, f"detector_{mode}{'_regular' if regular else ''}.tflite")
         report = export_detector_tflite(source, path, mode=mode, representative=train_images, sample=sample[:32],
                                         reference=reference, min_match=0.0, overwrite=True,
-                                        max_detections=detection_runs.MAX_DETECTIONS)
+                                        max_detections=detection_runs.MAX_DETECTIONS, use_regular_nms=regular)
         seconds = time.perf_counter() - started
         print(report)
         metrics = detection_runs.evaluate_tflite(path, test, records, data.class_names)[0]
@@ -67,7 +73,9 @@ def main():
     compiled = tf.function(lambda x: model(x, training=False), jit_compile=False)
     batch = tf.constant(sample[:1])
     calls = {"Keras float32": lambda: [t.numpy() for t in compiled(batch)]}
-    calls.update({name: litert_call(content, sample[0], args.threads) for name, content in contents.items()})
+    # LiteRT 2.3's multi-threaded regular NMS drops a class (README): those files run on one thread
+    calls.update({name: litert_call(content, sample[0], 1 if "regular" in name else args.threads)
+                  for name, content in contents.items()})
     latency = interleaved_ms(calls, args.runs)
     base = latency["Keras float32"]
     print(f"\n{os.path.basename(args.model)} ({size[0]} px, {len(records)} test images); load {os.getloadavg()}")
