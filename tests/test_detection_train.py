@@ -2,18 +2,16 @@
 processes: the folder's files, metrics.json's COCO keys, resuming after SIGKILL, a finished run reported,
 `evaluate` and `predict` on the run; and a detector's TF Serving export and `Predictor` in three formats."""
 
-import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from keras_mobilenets.data.datasets import shapes
+from run_processes import cli_env, history, kill_inside_epoch_two
 
 TINY = ["--task", "detection", "--arch", "v2", "--alpha", "0.35", "--image-size", "64", "--batch-size", "8",
         "--min-crop", "0.3"]
@@ -25,20 +23,9 @@ def boxes_dir(tmp_path_factory):
     return shapes(str(tmp_path_factory.mktemp("det") / "shapes"), count=40, image_size=64, seed=1)
 
 
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    env.pop("TF_CONFIG", None)
-    return env
-
-
 def _cli(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "keras_mobilenets.app.cli", *args], capture_output=True,
-                          text=True, env=_env(), timeout=timeout)
-
-
-def _history(run):
-    with open(os.path.join(run, "history.csv"), newline="") as handle:
-        return list(csv.DictReader(handle))
+                          text=True, env=cli_env(), timeout=timeout)
 
 
 def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir, capsys):
@@ -46,26 +33,14 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir, ca
 
     run = str(tmp_path / "run")
     args = ["train", "--data", boxes_dir, *TINY, "--epochs", "2", "--out", run]
-    process = subprocess.Popen([sys.executable, "-m", "keras_mobilenets.app.cli", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
-    deadline = time.time() + 400
-    while time.time() < deadline and process.poll() is None:
-        backups = os.path.join(run, "backup", "stage1")
-        if os.path.isdir(backups) and any(n.startswith("epoch-") for n in os.listdir(backups)):
-            break  # epoch 1 is done: its checkpoint, history row and backup are written, in that order
-        time.sleep(0.05)
-    time.sleep(0.3)  # inside epoch 2
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
-    before = _history(run)
-    assert len(before) == 1 and not os.path.exists(os.path.join(run, "metrics.json"))
+    before = kill_inside_epoch_two(args, run)
+    assert len(before) == 1
     assert "val_map_50" in before[0]  # the mAP callback wrote into the logs the CSV row is made of
 
     resumed = _cli(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Epoch 2/2" in resumed.stdout and "Epoch 1/2" not in resumed.stdout
-    after = _history(run)
+    after = history(run)
     assert [int(r["epoch"]) for r in after] == [0, 1] and after[:1] == before
     for name in ("best.keras", "metrics.json", "history.csv", "training_curves.png", "detections.png",
                  "precision_recall.png", "labels.txt", "split.json", "config.json", "state.json"):
@@ -132,7 +107,7 @@ def test_detection_run_resumes_after_sigkill_and_reports(tmp_path, boxes_dir, ca
 
     # a finished run is reported, not retrained; other settings in the folder are refused
     assert main(args) == 0 and "already holds this finished run" in capsys.readouterr().out
-    assert _history(run) == after
+    assert history(run) == after
     assert main(["train", "--data", boxes_dir, *TINY, "--epochs", "4", "--out", run]) == 2
     error = capsys.readouterr().err
     assert "epochs" in error and "--overwrite" in error

@@ -4,46 +4,22 @@ for every step after it: metrics.json's mIoU against masks scored here by hand, 
 .keras, SavedModel and TFLite, `convert --mode int8` with its mIoU parity report, float32 TFLite masks,
 `quantize` (QAT with the segmentation loss, int8 mIoU against float), and the run resumed after SIGKILL."""
 
-import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from keras_mobilenets.data.datasets import shapes
+from run_processes import history, kill_inside_epoch_two
 
 TINY = ["--task", "segmentation", "--arch", "v2", "--alpha", "0.35", "--image-size", "64", "--batch-size", "8"]
 
 
-def _history(run):
-    with open(os.path.join(run, "history.csv"), newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _killed_after_epoch_one(args, run):
-    """Start `keras-mobilenets *args` as a process, SIGKILL it once epoch 1's backup is written (inside
-    epoch 2), and return the history rows it left (epoch 1's alone, no metrics.json)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    env.pop("TF_CONFIG", None)
-    process = subprocess.Popen([sys.executable, "-m", "keras_mobilenets.app.cli", *args],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    backups, deadline = os.path.join(run, "backup", "stage1"), time.time() + 400
-    while time.time() < deadline and process.poll() is None:
-        if os.path.isdir(backups) and any(n.startswith("epoch-") for n in os.listdir(backups)):
-            break  # epoch 1 is done: its checkpoint, history row and backup are written, in that order
-        time.sleep(0.05)
-    time.sleep(0.3)  # inside epoch 2
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
-    before = _history(run)
+    """SIGKILL `keras-mobilenets *args` inside epoch 2; the history rows it left (epoch 1's alone)."""
+    before = kill_inside_epoch_two(args, run)
     assert len(before) == 1 and "val_miou" in before[0]
-    assert not os.path.exists(os.path.join(run, "metrics.json"))
     return before
 
 
@@ -73,7 +49,7 @@ def test_segmentation_run_evaluate_predict_export_and_int8(tmp_path, capsys, pho
     out = capsys.readouterr().out
     assert "Epoch 2/2" in out and "Epoch 1/2" not in out  # epoch 1 is not trained again
     assert "test: mIoU" in out and "segmentation.png, class_iou.png" in out
-    after = _history(run)
+    after = history(run)
     assert [int(r["epoch"]) for r in after] == [0, 1] and after[:1] == before
     with open(os.path.join(run, "metrics.json")) as handle:
         metrics = json.load(handle)

@@ -670,15 +670,20 @@ def quantize_run(model_path, out_dir, data_dir=None, epochs=2, learning_rate=1e-
                          min_top1_agreement, verbose, per_channel)
 
 
+def saved_run_config(model_path, allowed):
+    """The RunConfig of the run folder `model_path` was saved in (its config.json); a ValueError saying
+    to pass `allowed` (the data the caller takes instead) when there is none."""
+    config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass {allowed}")
+    return _read_config(config_path)
+
+
 def model_data(model_path, data_dir, size):
     """The data a saved classifier is quantized with: its run folder's own splits and augmentation
     (config.json next to it), or `data_dir` (a folder or "digits", split 70/10/20, no augmentation)."""
     if data_dir is None:
-        config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
-        if not os.path.exists(config_path):
-            raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass "
-                             "data_dir (--data DIR or digits)")
-        return load_data(_read_config(config_path))
+        return load_data(saved_run_config(model_path, "data_dir (--data DIR or digits)"))
     return kd.from_folder(digits() if data_dir == "digits" else data_dir, size, validation_split=0.1,
                           test_split=0.2, augmentation=None)
 

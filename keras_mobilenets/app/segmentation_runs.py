@@ -215,15 +215,11 @@ def model_data(model_path, data, size):
     augmentation)."""
     from dataclasses import replace
 
-    from keras_mobilenets.app.runs import _read_config
+    from keras_mobilenets.app.runs import saved_run_config
     from keras_mobilenets.data.segmentation import from_segmentation_folder
 
     if data is None:
-        config_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "config.json")
-        if not os.path.exists(config_path):
-            raise ValueError(f"{model_path!r} is not in a run folder (no config.json next to it): pass "
-                             "--data with a segmentation folder (or shapes)")
-        config = _read_config(config_path)
+        config = saved_run_config(model_path, "--data with a segmentation folder (or shapes)")
         return load_data(replace(config, image_size=size[0]), data_dir(config.data))
     return from_segmentation_folder(data_dir(data), tuple(size), validation_split=0.1, test_split=0.2,
                                     augmentation=None)
