@@ -167,7 +167,7 @@ def test_detector_saved_model_and_predictor_in_three_formats(tmp_path):
         Predictor(classifier_path).detect(images)
 
 
-def test_detection_run_settings_and_bad_input():
+def test_detection_run_settings_and_bad_input(tmp_path):
     from keras_mobilenets.app import detection_runs
     from keras_mobilenets.app.runs import RunConfig, scratch_learning_rate
     from keras_mobilenets.train.recipe import CLASSIFICATION, rank
@@ -177,6 +177,14 @@ def test_detection_run_settings_and_bad_input():
     # from scratch a detector's peak learning rate is 1e-2 (BENCHMARKS.md), the other tasks' 5e-3
     assert scratch_learning_rate("detection") == 1e-2 and scratch_learning_rate("segmentation") == 5e-3
     assert scratch_learning_rate("classification") == 5e-3
+    # a saved model outside a run folder: the data to pass instead, per task
+    from keras_mobilenets.app import segmentation_runs
+    from keras_mobilenets.app.runs import model_data
+
+    for reader, allowed in ((detection_runs.model_data, "COCO or VOC folder"),
+                            (segmentation_runs.model_data, "segmentation folder"), (model_data, "digits")):
+        with pytest.raises(ValueError, match=f"is not in a run folder .*{allowed}"):
+            reader(str(tmp_path / "best.keras"), None, (64, 64))
     assert detection_runs.auto_image_size(40) == 160 and detection_runs.auto_image_size(640) == 320
     assert RunConfig(task="detection").describe  # a valid config
     with pytest.raises(ValueError, match="task='keypoints' is not allowed"):
