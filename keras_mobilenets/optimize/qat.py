@@ -307,6 +307,15 @@ def set_weight_ranges(qat_model):
     return count
 
 
+def qat_recipe(epochs, learning_rate):
+    """The QAT fit's recipe (classifier, segmentation model and detector alike): every layer trainable,
+    BatchNorm frozen, no warm-up, no label smoothing, no TensorBoard."""
+    from keras_mobilenets.train import recipe as training
+
+    return training.Recipe(epochs=epochs, freeze_backbone=False, train_batchnorm=False,
+                           learning_rate=learning_rate, warmup_epochs=0.0, label_smoothing=0.0, tensorboard=False)
+
+
 def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibration_batches=8, verbose=1,
                   per_channel=True, task=None):
     """QAT of a trained Keras 3 classifier on `data` (an ImageData): wrap, calibrate the ranges, fit.
@@ -334,10 +343,7 @@ def fine_tune_qat(model, data, out_dir, epochs=2, learning_rate=1e-4, calibratio
         snapshot = training.weights_file(qat, out_dir, "calibrated")
         os.makedirs(out_dir, exist_ok=True)
         qat.save_weights(snapshot)
-    recipe = training.Recipe(epochs=epochs, freeze_backbone=False, train_batchnorm=False,
-                             learning_rate=learning_rate, warmup_epochs=0.0, label_smoothing=0.0,
-                             tensorboard=False)
-    result = training.fit(qat, data, out_dir, recipe, verbose=verbose, task=task)
+    result = training.fit(qat, data, out_dir, qat_recipe(epochs, learning_rate), verbose=verbose, task=task)
     set_weight_ranges(qat)  # the last training step recorded the ranges of the weights before its update
     if calibrated is not None and (result.best is None or _validation_loss(qat, data, task) > calibrated):
         qat.load_weights(snapshot)
@@ -404,10 +410,7 @@ def fine_tune_qat_detector(model, data, epochs=1, learning_rate=1e-4, calibratio
                                        data.class_names)[0]["map_50"] or 0.0
         snapshot = training.weights_file(qat, out_dir, "calibrated")
         qat.save_weights(snapshot)
-        recipe = training.Recipe(epochs=epochs, freeze_backbone=False, train_batchnorm=False,
-                                 learning_rate=learning_rate, warmup_epochs=0.0, label_smoothing=0.0,
-                                 tensorboard=False)
-        result = training.fit(qat, data, out_dir, recipe, verbose=verbose, task=task)
+        result = training.fit(qat, data, out_dir, qat_recipe(epochs, learning_rate), verbose=verbose, task=task)
         if result.best is None or result.best < calibrated:
             qat.load_weights(snapshot)  # calibration alone scored better than every QAT epoch
     set_weight_ranges(qat)  # the last training step recorded the ranges of the weights before its update
