@@ -234,7 +234,9 @@ def _train(args):
         label_smoothing=args.label_smoothing, early_stopping_patience=args.patience,
         recalibrate_batchnorm=4 if bundled else 16)
     config = RunConfig(
-        task=args.task, class_loss=args.class_loss if detection else None, head=args.head, data=args.data or ("shapes" if bundled else "digits"), arch=args.arch, alpha=args.alpha, minimalistic=args.minimalistic,
+        task=args.task, class_loss=args.class_loss if detection else None, head=args.head,
+        data=args.data or ("shapes" if bundled else "digits"), arch=args.arch, alpha=args.alpha,
+        minimalistic=args.minimalistic,
         image_size=args.image_size, weights=None if from_scratch else args.weights,
         batch_size=args.batch_size or (16 if bundled else 32), validation_split=args.validation_split, test_split=args.test_split,
         seed=args.seed, flip=False if args.no_flip else "auto",

@@ -2,10 +2,11 @@
 
 `runs.train_run` keeps the folder, the lock, the marker, resume, --overwrite and `recipe.fit`; this module
 gives it the segmentation pieces: the "auto" choices, the image + mask data (a VOC folder, an images/ +
-masks/ folder, or "shapes"), the model (LR-ASPP, or Mobile DeepLabv3 with `head="deeplabv3"`), the fit task (`SegmentationTask`: sparse cross-entropy
-without the ignore label, best epoch by validation mIoU), and the end of the run: mIoU, per-class IoU and
-pixel accuracy of the validation and test splits in metrics.json, and pictures (segmentation.png: true
-and predicted masks over held-out images; class_iou.png: IoU per class).
+masks/ folder, or "shapes"), the model (LR-ASPP, or Mobile DeepLabv3 with `head="deeplabv3"`), the fit
+task (`SegmentationTask`: sparse cross-entropy without the ignore label, best epoch by validation mIoU), and
+the end of the run: mIoU, per-class IoU and pixel accuracy of the validation and test splits in
+metrics.json, and pictures (segmentation.png: true and predicted masks over held-out images;
+class_iou.png: IoU per class).
 """
 
 import math

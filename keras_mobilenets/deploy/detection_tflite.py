@@ -170,7 +170,8 @@ class DetectionParityReport:
         ops = ", ".join(self.non_int8_ops) if self.non_int8_ops else "none"
         return (f"{self.mode}: {self.nms} NMS, {self.size_bytes / 1e6:.2f} MB; {self.matched:.3f} of "
                 f"{self.compared} TFLite detections on {self.samples} images matched a Keras box of the same "
-                f"class at IoU >= {self.min_iou} (mean IoU {self.mean_iou:.3f}, max |score diff| {self.max_score_diff:.4f}); "
+                f"class at IoU >= {self.min_iou} (mean IoU {self.mean_iou:.3f}, max |score diff| "
+                f"{self.max_score_diff:.4f}); "
                 f"ops computing in float: {ops}; converted in {self.conversion_seconds:.1f} s")
 
 

@@ -47,7 +47,8 @@ def class_loss(labels, class_logits, classification="focal", alpha=0.25, gamma=2
     "focal": sigmoid focal loss over the object slots (RetinaNet: alpha 0.25, gamma 2); a background
     anchor's target is all zeros, and the background slot, whose score every decoder drops, is not
     trained. Training that slot as well (target 1 on every background anchor) made it most of the loss
-    and learned about half as fast on `shapes` (BENCHMARKS.md, "Training a detector"). "sigmoid_hard_negative": sigmoid cross-entropy (ODAPI's SSDLite V2 config) on the
+    and learned about half as fast on `shapes` (BENCHMARKS.md, "Training a detector").
+    "sigmoid_hard_negative": sigmoid cross-entropy (ODAPI's SSDLite V2 config) on the
     positives and the hardest negatives; "softmax_hard_negative": softmax cross-entropy the same way
     (torchvision's SSD).
     """
